@@ -1,0 +1,1 @@
+"""Temporally stable neural style transfer for video."""

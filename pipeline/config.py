@@ -1,0 +1,142 @@
+"""The one frozen configuration that flows through the pipeline.
+
+`Settings` is what a preset sets: the look and the budget. Every default lives in
+`configs/default.toml`; other presets name it in `extends` and change only what differs.
+`Job` adds the files of one render to its settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import InputError
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+VGG16_LAYERS = tuple(
+    f"block{block}_conv{conv}"
+    for block, convs in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+    for conv in range(1, convs + 1)
+)
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "previous", "previous-warped")
+FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")
+
+
+def _doc(text: str, choices: tuple[str, ...] = ()) -> Any:
+    return field(metadata={"help": text, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Settings:
+    size: int = _doc("long side of the output in pixels; 0 keeps the source size (never upscales)")
+    content_layers: tuple[str, ...] = _doc("VGG16 layers for the content loss", VGG16_LAYERS)
+    style_layers: tuple[str, ...] = _doc("VGG16 layers for the Gram-matrix style loss", VGG16_LAYERS)
+    content_weight: float = _doc("weight of the content loss (each loss term is normalized to O(1))")
+    style_weight: float = _doc("weight of the style loss")
+    tv_weight: float = _doc("weight of the total-variation smoothness loss")
+    temporal_weight: float = _doc("weight of the occlusion-masked temporal loss; 0 turns it off")
+    style_scale: float = _doc("style image long side as a multiple of the frame's long side")
+    optimizer: str = _doc("optimizer of the stylized image", OPTIMIZERS)
+    learning_rate: float = _doc("Adam step size in 0-255 pixel units (ignored by L-BFGS)")
+    first_frame_iterations: int = _doc("loss evaluations budget of the first frame")
+    frame_iterations: int = _doc("loss evaluations budget of every later frame")
+    stop_tolerance: float = _doc("stop early when the loss falls by less than this fraction ...")
+    stop_window: int = _doc("... over this many iterations")
+    init: str = _doc("how frames after the first start", INITS)
+    flow: str = _doc("optical flow method for warm start and temporal loss", FLOW_METHODS)
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            _check_setting(item, getattr(self, item.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in dataclasses.asdict(self).items()}
+
+
+def _check_setting(item: dataclasses.Field, value: Any) -> None:
+    choices = item.metadata["choices"]
+    values = value if isinstance(value, tuple) else (value,)
+    if choices and any(v not in choices for v in values):
+        raise InputError(f"setting {item.name}: {value!r} is not among {', '.join(choices)}")
+    if isinstance(value, tuple) and not value and item.name != "content_layers":
+        raise InputError(f"setting {item.name}: needs at least one layer")
+    if isinstance(value, (int, float)) and value < 0:
+        raise InputError(f"setting {item.name}: {value} must not be negative")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One render: which clip, which style, where to, and how."""
+
+    video: Path
+    style: Path
+    settings: Settings
+    output: Path | None = None  # None: `<video>.stylized.mp4` beside the input
+    start: int = 0
+    end: int | None = None  # exclusive; None: to the last frame
+    weights: Path | None = None  # None: search (see weights.py)
+    workdir: Path | None = None  # None: `<output>.work` beside the output
+
+    @property
+    def output_path(self) -> Path:
+        return self.output or self.video.with_name(f"{self.video.stem}.stylized.mp4")
+
+    @property
+    def workdir_path(self) -> Path:
+        return self.workdir or self.output_path.with_name(self.output_path.name.replace("%", "") + ".work")
+
+
+def setting_types() -> dict[str, type]:
+    """The Python type of every setting (tuples of str are `tuple`)."""
+    hints = typing.get_type_hints(Settings)
+    return {name: (tuple if typing.get_origin(hint) is tuple else hint) for name, hint in hints.items()}
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = CONFIGS_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.toml")))
+        raise InputError(f"{path}: no such preset (built-in presets: {known})")
+    return path
+
+
+def read_preset(name_or_path: str | Path) -> dict[str, Any]:
+    """The preset's values merged over the presets it extends."""
+    path = preset_path(name_or_path)
+    try:
+        values = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise InputError(f"{path}: not a readable TOML preset ({error})") from None
+    parent = values.pop("extends", None)
+    return {**(read_preset(parent) if parent else {}), **values}
+
+
+def make_settings(preset: str | Path = "default", overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from a preset with some values replaced; unknown or mistyped keys are refused."""
+    values = {**read_preset(preset), **(overrides or {})}
+    types = setting_types()
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise InputError(f"{preset}: unknown setting(s) {', '.join(unknown)}")
+    missing = sorted(set(types) - set(values))
+    if missing:
+        raise InputError(f"{preset}: missing setting(s) {', '.join(missing)}")
+    return Settings(**{name: _coerce(name, value, types[name]) for name, value in values.items()})
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    try:
+        if kind is tuple:
+            return tuple(value.split(",") if isinstance(value, str) else value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InputError(f"setting {name}: {value!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,148 @@
+"""Optical flow, backward warping and the flow reliability mask of Ruder et al. 2016.
+
+Convention used throughout: a flow ``w`` from ``source`` to ``target`` satisfies
+``source(x) ≈ target(x + w(x))``.  Warping ``target`` backward along ``w`` therefore
+produces an image aligned with ``source``: to bring the previous stylized frame onto the
+current frame, use ``warp(prev_stylized, optical_flow(current, previous))``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")
+_ALIASES = {"dis": "dis-medium"}
+_DIS_PRESETS = {
+    "dis-fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "dis-medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+# Farneback: a 3-level pyramid and a 15 px window (OpenCV's sample) follow motions of tens of
+# pixels; poly_n=5 with poly_sigma=1.1 is the pairing OpenCV's documentation recommends.
+_FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
+
+# Thresholds of Sundaram et al. 2010, as used by Ruder et al. 2016 (consistencyChecker).
+_FB_RELATIVE = 0.01
+_FB_ABSOLUTE = 0.5
+_EDGE_RELATIVE = 0.01
+_EDGE_ABSOLUTE = 0.002
+
+
+def canonical_method(method: str) -> str:
+    """The canonical name of a flow method; ValueError naming the choices if unknown."""
+    name = _ALIASES.get(method, method)
+    if name not in FLOW_METHODS:
+        choices = ", ".join(FLOW_METHODS + tuple(_ALIASES))
+        raise ValueError(f"unknown optical flow method {method!r}; choose one of: {choices}")
+    return name
+
+
+def optical_flow(source: np.ndarray, target: np.ndarray, method: str = "dis-medium") -> np.ndarray:
+    """Dense flow (float32 HxWx2, dx then dy) with ``source(x) ≈ target(x + flow(x))``.
+
+    ``source`` and ``target`` are RGB uint8 HxWx3 (grayscale HxW is accepted too).
+    """
+    name = canonical_method(method)
+    if source.shape != target.shape:
+        raise ValueError(f"frames differ in shape: {source.shape} vs {target.shape}")
+    source_gray, target_gray = _to_gray(source), _to_gray(target)
+    if name == "farneback":
+        flow = cv2.calcOpticalFlowFarneback(source_gray, target_gray, None, **_FARNEBACK)
+    else:
+        # A fresh object per call: DIS keeps state and is not safe to share across threads.
+        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[name])
+        flow = dis.calc(source_gray, target_gray, None)
+    return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 single-channel, contiguous: the only input both OpenCV flows accept."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"optical flow expects uint8 frames, got {image.dtype}")
+    if image.ndim == 2:
+        return np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    raise ValueError(f"optical flow expects HxWx3 RGB or HxW gray frames, got shape {image.shape}")
+
+
+def sample_positions(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute float32 coordinates x + flow(x), as (map_x, map_y) for cv2.remap."""
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return grid_x + flow[..., 0], grid_y + flow[..., 1]
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Backward warp: ``output(x) = image(x + flow(x))``, bilinear, border replicated.
+
+    Keeps the dtype (uint8 rounds, float32 stays exact up to OpenCV's 1/32 px sub-pixel grid)
+    and the shape (HxW, HxWx1, HxWxC) of ``image``.
+    """
+    if image.shape[:2] != flow.shape[:2]:
+        raise ValueError(f"image {image.shape[:2]} and flow {flow.shape[:2]} differ in size")
+    map_x, map_y = sample_positions(flow)
+    warped = cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # cv2.remap drops a trailing channel axis of size 1; restore the caller's shape.
+    return warped.reshape(image.shape)
+
+
+def reliability(flow: np.ndarray, reverse_flow: np.ndarray) -> np.ndarray:
+    """Per-pixel weight c (float32 HxW, 0 or 1) of ``flow`` given ``reverse_flow``.
+
+    ``flow`` maps the current frame to the previous one, ``reverse_flow`` the previous to the
+    current.  As Ruder, Dosovitskiy & Brox 2016 (consistencyChecker), c is 0 where x + w(x)
+    leaves the frame, where the forward-backward check fails, or on a motion boundary.
+    The reference then blurs the mask (sigma 0.8); callers wanting soft weights can do so.
+    """
+    if flow.shape != reverse_flow.shape or flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flows must both be HxWx2, got {flow.shape} and {reverse_flow.shape}")
+    flow = flow.astype(np.float32, copy=False)
+    reverse_at_target = warp(reverse_flow.astype(np.float32, copy=False), flow)
+    reliable = lands_inside_frame(flow) & forward_backward_consistent(flow, reverse_at_target)
+    reliable &= ~motion_boundary(flow)
+    return reliable.astype(np.float32)
+
+
+def lands_inside_frame(flow: np.ndarray) -> np.ndarray:
+    """True where x + w(x) lies within the frame (pixel centres 0 … W-1, 0 … H-1).
+
+    The reference requires floor(x+w)+1 < W, which also drops the last row and column for zero
+    motion; the closed interval keeps them, a deliberate one-pixel difference.
+    """
+    height, width = flow.shape[:2]
+    target_x, target_y = sample_positions(flow)
+    return (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+
+
+def forward_backward_consistent(flow: np.ndarray, reverse_at_target: np.ndarray) -> np.ndarray:
+    """True where going there and back returns near the start: |w + ŵ|² < 0.01(|w|² + |ŵ|²) + 0.5."""
+    round_trip = _squared_norm(flow + reverse_at_target)
+    # ">=" fails the pixel, as the reference does.
+    return round_trip < _FB_RELATIVE * (_squared_norm(flow) + _squared_norm(reverse_at_target)) + _FB_ABSOLUTE
+
+
+def motion_boundary(flow: np.ndarray) -> np.ndarray:
+    """True where the flow changes sharply: |∇u|² + |∇v|² > 0.01|w|² + 0.002.
+
+    Gradients are central differences ([-1/2, 0, 1/2], the reference's CDerivative(3)),
+    one-sided at the border.
+    """
+    d_dy, d_dx = np.gradient(flow, axis=(0, 1))
+    gradient_energy = _squared_norm(d_dx) + _squared_norm(d_dy)
+    return gradient_energy > _EDGE_RELATIVE * _squared_norm(flow) + _EDGE_ABSOLUTE
+
+
+def _squared_norm(vectors: np.ndarray) -> np.ndarray:
+    """Squared length of the 2-vectors in the last axis."""
+    return np.square(vectors[..., 0]) + np.square(vectors[..., 1])
+
+
+def temporal_guide(
+    previous: np.ndarray, current: np.ndarray, previous_stylized: np.ndarray, method: str = "dis-medium"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The previous stylized frame carried onto the current frame, and where to trust it."""
+    flow = optical_flow(current, previous, method)
+    reverse_flow = optical_flow(previous, current, method)
+    return warp(previous_stylized, flow), reliability(flow, reverse_flow)

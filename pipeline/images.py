@@ -1,0 +1,179 @@
+"""Still images: load anything OpenCV reads as RGB uint8; save PNG/TIFF/JPEG atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.errors import InputError
+
+_JPEG_MAGIC = b"\xff\xd8"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_ORIENTED = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH  # applies EXIF orientation, keeps depth
+_SAVE_DTYPES = {
+    ".png": (np.uint8, np.uint16),
+    ".tif": (np.uint8, np.uint16),
+    ".tiff": (np.uint8, np.uint16),
+    ".jpg": (np.uint8,),
+    ".jpeg": (np.uint8,),
+}
+# Full-resolution chroma: 4:2:0 smears the coloured brush strokes that stylization produces.
+_JPEG_PARAMS = [
+    cv2.IMWRITE_JPEG_QUALITY, 95,
+    cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+]
+_SAVE_PARAMS = {".jpg": _JPEG_PARAMS, ".jpeg": _JPEG_PARAMS}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 HxWx3: gray is repeated, alpha composited over white, 16 bit scaled to 8."""
+    path = Path(path)
+    decoded = _decode(_read_bytes(path), path)
+    return _to_uint8(_to_rgb(decoded, path), path)
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    # np.fromfile + imdecode because cv2.imread cannot open non-ASCII paths on every platform.
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image file")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror})") from None
+    if data.size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes)")
+    return data
+
+
+def _decode(data: np.ndarray, path: Path) -> np.ndarray:
+    """Decode keeping alpha and 16 bit; honour EXIF orientation where there is no alpha.
+
+    IMREAD_UNCHANGED keeps alpha but ignores EXIF orientation (phone photos come out sideways);
+    ANYCOLOR|ANYDEPTH turns them upright but drops alpha. JPEGs never carry alpha and PNGs
+    (our own frames, read back on every resume) practically never carry orientation, so only
+    other formats (TIFF, WebP, ...) without alpha are decoded a second time.
+    """
+    magic = data[:8].tobytes()
+    flags = _ORIENTED if magic.startswith(_JPEG_MAGIC) else cv2.IMREAD_UNCHANGED
+    image = _imdecode(data, flags)
+    if image is None:
+        raise InputError(f"{path}: not an image OpenCV can read")
+    if flags != _ORIENTED and not magic.startswith(_PNG_MAGIC) and not _has_alpha(image):
+        image = _imdecode(data, _ORIENTED)
+    return image
+
+
+def _imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(data, flags)
+    except cv2.error:  # some decoders raise instead of returning None on garbage
+        return None
+
+
+def _has_alpha(image: np.ndarray) -> bool:
+    return image.ndim == 3 and image.shape[2] == 4
+
+
+def _to_rgb(image: np.ndarray, path: Path) -> np.ndarray:
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 3:
+        return image[:, :, ::-1]
+    if image.shape[2] == 4:
+        return _over_white(image[:, :, 2::-1], image[:, :, 3])
+    raise InputError(f"{path}: unsupported image with {image.shape[2]} channels")
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite over white: transparent areas of a style image should not read as black."""
+    full = _full_scale(rgb.dtype)
+    weight = alpha.astype(np.float64)[:, :, None] / full
+    composite = rgb * weight + full * (1.0 - weight)
+    if np.issubdtype(rgb.dtype, np.integer):
+        composite = np.rint(composite)
+    return composite.astype(rgb.dtype)
+
+
+def _to_uint8(rgb: np.ndarray, path: Path) -> np.ndarray:
+    if rgb.dtype == np.uint8:
+        return np.ascontiguousarray(rgb)
+    if rgb.dtype == np.uint16:
+        # 65535 / 255 == 257 exactly, so this maps 0..65535 onto 0..255 with rounding.
+        return np.rint(rgb / 257.0).astype(np.uint8)
+    if rgb.dtype in (np.float32, np.float64):  # EXR / float TIFF: 0..1 nominal range
+        return np.rint(np.clip(np.nan_to_num(rgb), 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise InputError(f"{path}: unsupported pixel type {rgb.dtype}")
+
+
+def _full_scale(dtype: np.dtype) -> float:
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write RGB HxWx3 (uint8, or uint16 for PNG/TIFF) so that `path` is never half written."""
+    path = Path(path)
+    extension = path.suffix.lower()
+    _check_saveable(path, extension, rgb)
+    _require_writable_dir(path.parent)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    ok, encoded = cv2.imencode(extension, bgr, _SAVE_PARAMS.get(extension, []))
+    if not ok:
+        raise RuntimeError(f"{path}: OpenCV could not encode the image")
+    _write_atomically(path, encoded.tobytes())
+
+
+def _check_saveable(path: Path, extension: str, rgb: np.ndarray) -> None:
+    if extension not in _SAVE_DTYPES:
+        raise InputError(f"{path}: unsupported image format, use one of {sorted(_SAVE_DTYPES)}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"{path}: expected an HxWx3 RGB array, got shape {rgb.shape}")
+    if rgb.dtype not in _SAVE_DTYPES[extension]:
+        raise ValueError(f"{path}: {extension} cannot hold {rgb.dtype} pixels")
+
+
+def _require_writable_dir(directory: Path) -> None:
+    directory = directory if str(directory) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{directory}: output directory does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"{directory}: output directory is not writable")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a hidden temporary, fsync, rename: a crash leaves the old file or the new one.
+
+    The temporary name does not end in the image extension, so a resume scan for `*.png`
+    never mistakes it for a finished frame; the pid keeps two writers apart.
+    """
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(partial, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself survive a power cut (the overnight-render promise).
+    descriptor = os.open(directory if str(directory) else ".", os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

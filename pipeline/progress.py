@@ -1,0 +1,48 @@
+"""Shows render progress: one tqdm bar over all frames with a whole-clip ETA, or log lines."""
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+from .render import FrameDone, Started
+from .stylize import Iterate
+
+
+class ProgressReporter:
+    """A render progress callback; `quiet` prints one line per frame, for logs."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet, self.bar, self.frame_loss = quiet, None, None
+
+    def __enter__(self) -> "ProgressReporter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __call__(self, event) -> None:
+        if isinstance(event, Started):
+            self._start(event)
+        elif isinstance(event, Iterate) and self.bar is not None:
+            self.bar.set_postfix_str(f"eval {event.evaluations}, loss {event.loss:.3g}", refresh=False)
+        elif isinstance(event, FrameDone):
+            self._frame_done(event)
+
+    def _start(self, event: Started) -> None:
+        if self.quiet:
+            print(f"rendering {event.total} frames, {event.done} already done", file=sys.stderr, flush=True)
+            return
+        # ETA counts only frames rendered now, not the ones found finished on disk.
+        self.bar = tqdm(total=event.total, initial=event.done, unit="frame", dynamic_ncols=True, smoothing=0.1)
+
+    def _frame_done(self, event: FrameDone) -> None:
+        if event.result is None:
+            return  # already counted in `initial`
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.quiet:
+            r = event.result
+            print(f"frame {event.index}: loss {r.losses['total']:.4g}, {r.evaluations} evaluations, "
+                  f"{r.seconds:.1f} s, {r.stop_reason}", file=sys.stderr, flush=True)

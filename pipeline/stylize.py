@@ -1,0 +1,206 @@
+"""One frame: content targets + a start image (+ a temporal guide) -> a stylized frame.
+
+A `Stylizer` is built once per clip size and style: the loss graph is traced once and every
+per-frame target is fed through a variable, so later frames cost no retracing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import cv2
+import numpy as np
+import scipy.optimize
+import tensorflow as tf
+
+from . import losses
+from .config import Settings
+from .vgg import PIXEL_MAX, PIXEL_MIN, feature_extractor, from_caffe, to_caffe
+from .weights import VGGWeights
+
+VGG_MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """Progress of one optimizer iteration, for whoever shows progress."""
+
+    evaluations: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class TemporalGuide:
+    """The previous stylized frame warped onto this one, and where that warp can be trusted."""
+
+    warped: np.ndarray  # RGB uint8 (H, W, 3)
+    reliability: np.ndarray  # float32 (H, W), 1 where the flow is reliable
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    image: np.ndarray  # RGB uint8
+    losses: dict[str, float]  # unweighted terms and the weighted total
+    evaluations: int
+    stop_reason: str  # "converged", "budget" or the optimizer's own message
+    seconds: float = field(default=0.0)
+
+
+def style_image_size(style_shape: tuple[int, int], frame_shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(height, width) of the style image: its long side is `scale` × the frame's long side,
+    its aspect ratio kept (stretching it to the frame imprints the painting's layout)."""
+    factor = scale * max(frame_shape) / max(style_shape)
+    factor = max(factor, VGG_MIN_SIDE / min(style_shape))
+    return round(style_shape[0] * factor), round(style_shape[1] * factor)
+
+
+class Stylizer:
+    def __init__(self, settings: Settings, weights: VGGWeights, style_rgb: np.ndarray, frame_shape: tuple[int, int]):
+        self.settings = settings
+        self.shape = (1, *frame_shape, 3)
+        layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
+        self.extractor = feature_extractor(weights, layers)
+        self.style_grams = self._style_grams(style_rgb, frame_shape)
+        probe = self.extractor(tf.zeros(self.shape))
+        self.content_targets = {n: tf.Variable(tf.zeros_like(probe[n]), trainable=False) for n in settings.content_layers}
+        self.warped = tf.Variable(tf.zeros(self.shape), trainable=False)
+        self.reliability = tf.Variable(tf.zeros(self.shape[:3] + (1,)), trainable=False)
+        self._evaluate = tf.function(self._loss_and_gradient, input_signature=[tf.TensorSpec(self.shape, tf.float32)])
+
+    def _style_grams(self, style_rgb: np.ndarray, frame_shape: tuple[int, int]) -> dict[str, tf.Tensor]:
+        height, width = style_image_size(style_rgb.shape[:2], frame_shape, self.settings.style_scale)
+        shrinking = height * width < style_rgb.shape[0] * style_rgb.shape[1]
+        resized = cv2.resize(style_rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+        features = self.extractor(to_caffe(resized)[None])
+        return {name: losses.gram(features[name]) for name in self.settings.style_layers}
+
+    def _loss_and_gradient(self, image: tf.Tensor):
+        s = self.settings
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            features = self.extractor(image)
+            terms = {
+                "content": tf.add_n([losses.content_loss(features[n], t) for n, t in self.content_targets.items()])
+                / max(len(self.content_targets), 1) if self.content_targets else tf.constant(0.0),
+                "style": tf.add_n([losses.style_loss(features[n], g) for n, g in self.style_grams.items()])
+                / len(self.style_grams),
+                "tv": losses.total_variation(image),
+                "temporal": losses.temporal_loss(image, self.warped, self.reliability),
+            }
+            total = (
+                s.content_weight * terms["content"]
+                + s.style_weight * terms["style"]
+                + s.tv_weight * terms["tv"]
+                + s.temporal_weight * terms["temporal"]
+            )
+        return total, terms, tape.gradient(total, image)
+
+    def stylize(
+        self,
+        content_rgb: np.ndarray,
+        start_rgb: np.ndarray,
+        budget: int,
+        guide: TemporalGuide | None = None,
+        on_iterate: Callable[[Iterate], None] | None = None,
+    ) -> FrameResult:
+        """Optimize the frame from `start_rgb` for at most `budget` loss evaluations."""
+        began = time.perf_counter()
+        self._set_targets(content_rgb, guide)
+        optimize = _lbfgs if self.settings.optimizer == "lbfgs" else _adam
+        best, terms, evaluations, reason = optimize(self, to_caffe(start_rgb)[None], budget, on_iterate or _ignore)
+        return FrameResult(from_caffe(best[0]), terms, evaluations, reason, time.perf_counter() - began)
+
+    def _set_targets(self, content_rgb: np.ndarray, guide: TemporalGuide | None) -> None:
+        features = self.extractor(to_caffe(content_rgb)[None])
+        for name, target in self.content_targets.items():
+            target.assign(features[name])
+        if guide is None or self.settings.temporal_weight == 0:
+            self.reliability.assign(tf.zeros(self.reliability.shape))
+        else:
+            self.warped.assign(to_caffe(guide.warped)[None])
+            self.reliability.assign(guide.reliability[None, :, :, None].astype(np.float32))
+
+    def evaluate(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
+        """Total loss, its terms and gradient at a Caffe-space image (1, H, W, 3)."""
+        total, terms, gradient = self._evaluate(tf.constant(image, tf.float32))
+        return float(total), {k: float(v) for k, v in terms.items()}, gradient.numpy()
+
+
+def _ignore(_: Iterate) -> None:
+    pass
+
+
+class _Tracker:
+    """Counts evaluations, keeps the best image seen and decides when the loss has settled."""
+
+    def __init__(self, stylizer: Stylizer, on_iterate: Callable[[Iterate], None]):
+        self.stylizer, self.on_iterate = stylizer, on_iterate
+        self.evaluations, self.history = 0, []
+        self.best_loss, self.best_image, self.best_terms = np.inf, None, {}
+
+    def evaluate(self, image: np.ndarray) -> tuple[float, np.ndarray]:
+        self.evaluations += 1
+        total, terms, gradient = self.stylizer.evaluate(image)
+        if total < self.best_loss:
+            self.best_loss, self.best_image, self.best_terms = total, image.copy(), {**terms, "total": total}
+        return total, gradient
+
+    def settled(self, loss: float) -> bool:
+        """Record one iteration; True once the loss fell by less than stop_tolerance over stop_window iterations."""
+        self.history.append(loss)
+        self.on_iterate(Iterate(self.evaluations, loss))
+        window, tolerance = self.stylizer.settings.stop_window, self.stylizer.settings.stop_tolerance
+        if window == 0 or len(self.history) <= window:
+            return False
+        before = self.history[-window - 1]
+        return (before - loss) < tolerance * abs(before)
+
+
+def _bounds(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return np.broadcast_to(PIXEL_MIN, shape), np.broadcast_to(PIXEL_MAX, shape)
+
+
+def _lbfgs(stylizer: Stylizer, start: np.ndarray, budget: int, on_iterate):
+    """SciPy's L-BFGS-B inside the pixel bounds; its own stopping tests are off (they end
+    O(1) losses after a few dozen evaluations), ours decide."""
+    tracker = _Tracker(stylizer, on_iterate)
+    shape = start.shape
+    low, high = _bounds(shape)
+
+    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        total, gradient = tracker.evaluate(flat.reshape(shape).astype(np.float32))
+        return total, gradient.ravel().astype(np.float64)
+
+    def after_iteration(intermediate_result) -> None:
+        if tracker.settled(float(intermediate_result.fun)):
+            raise StopIteration
+
+    result = scipy.optimize.minimize(
+        loss_and_gradient,
+        start.ravel().astype(np.float64),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(low.ravel(), high.ravel()),
+        callback=after_iteration,
+        options={"maxfun": budget, "maxiter": budget, "gtol": 0.0, "ftol": 0.0, "maxcor": 20},
+    )
+    reason = "converged" if "StopIteration" in str(result.message) else "budget" if result.status == 1 else str(result.message)
+    return tracker.best_image, tracker.best_terms, tracker.evaluations, reason
+
+
+def _adam(stylizer: Stylizer, start: np.ndarray, budget: int, on_iterate):
+    """Plain Adam in pixel units, clipped to the pixel bounds after every step."""
+    tracker = _Tracker(stylizer, on_iterate)
+    low, high = _bounds(start.shape)
+    rate, beta1, beta2, epsilon = stylizer.settings.learning_rate, 0.9, 0.999, 1e-8
+    image, moment, velocity = start.copy(), np.zeros_like(start), np.zeros_like(start)
+    for step in range(1, budget + 1):
+        loss, gradient = tracker.evaluate(image)
+        moment = beta1 * moment + (1 - beta1) * gradient
+        velocity = beta2 * velocity + (1 - beta2) * gradient**2
+        update = rate * (moment / (1 - beta1**step)) / (np.sqrt(velocity / (1 - beta2**step)) + epsilon)
+        image = np.clip(image - update, low, high)
+        if tracker.settled(loss):
+            return tracker.best_image, tracker.best_terms, tracker.evaluations, "converged"
+    return tracker.best_image, tracker.best_terms, tracker.evaluations, "budget"
