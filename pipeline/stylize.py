@@ -167,13 +167,16 @@ def _lbfgs(stylizer: Stylizer, start: np.ndarray, budget: int, on_iterate):
     tracker = _Tracker(stylizer, on_iterate)
     shape = start.shape
     low, high = _bounds(shape)
+    # A mean over 10^5 values has per-pixel gradients near 1e-7, which L-BFGS-B's bounded
+    # line search mistakes for zero (it stalls at once); summing instead of averaging does not.
+    scale = float(start.size)
 
     def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
         total, gradient = tracker.evaluate(flat.reshape(shape).astype(np.float32))
-        return total, gradient.ravel().astype(np.float64)
+        return total * scale, gradient.ravel().astype(np.float64) * scale
 
     def after_iteration(intermediate_result) -> None:
-        if tracker.settled(float(intermediate_result.fun)):
+        if tracker.settled(float(intermediate_result.fun) / scale):
             raise StopIteration
 
     result = scipy.optimize.minimize(
