@@ -80,7 +80,7 @@ class Job:
     start: int = 0
     end: int | None = None  # exclusive; None: to the last frame
     weights: Path | None = None  # None: search (see weights.py)
-    workdir: Path | None = None  # None: `<output>.work` beside the output
+    workdir: Path | None = None  # None: `<output name>.work` beside the output
 
     @property
     def output_path(self) -> Path:
@@ -88,7 +88,9 @@ class Job:
 
     @property
     def workdir_path(self) -> Path:
-        return self.workdir or self.output_path.with_name(self.output_path.name.replace("%", "") + ".work")
+        output = self.output_path
+        name = output.name.split("%")[0].rstrip("._-") if "%" in output.name else output.stem
+        return self.workdir or output.with_name(f"{name}.work")
 
 
 def setting_types() -> dict[str, type]:

@@ -144,9 +144,23 @@ def _check_saveable(path: Path, extension: str, rgb: np.ndarray) -> None:
         raise ValueError(f"{path}: {extension} cannot hold {rgb.dtype} pixels")
 
 
+def check_output_image(path: str | os.PathLike) -> None:
+    """InputError now, before anything is rendered, if save_rgb(path, frame) would refuse."""
+    path = Path(path)
+    extension = path.suffix.lower()
+    if extension not in _SAVE_DTYPES:
+        raise InputError(f"{path}: unsupported image format, use one of {sorted(_SAVE_DTYPES)}")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image file name")
+    _require_writable_dir(path.parent)
+
+
 def _require_writable_dir(directory: Path) -> None:
     directory = directory if str(directory) else Path(".")
     if not directory.is_dir():
+        existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise InputError(f"{directory}: output directory cannot exist, {existing} is a file")
         raise InputError(f"{directory}: output directory does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"{directory}: output directory is not writable")

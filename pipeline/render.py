@@ -208,7 +208,7 @@ class WorkDir:
     def save(self, index: int, result: FrameResult) -> None:
         images.save_rgb(self.frame_path(index), result.image)
         stats = {"losses": result.losses, "evaluations": result.evaluations,
-                 "stop_reason": result.stop_reason, "seconds": result.seconds}
+                 "stop_reason": result.stop_reason, "seconds": result.seconds, "trace": result.trace}
         _write_atomically(self.path / "stats" / f"{index:06d}.json", json.dumps(stats, indent=1))
 
     def open(self, expected: dict, restart: bool = False) -> None:

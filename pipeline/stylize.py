@@ -6,7 +6,7 @@ per-frame target is fed through a variable, so later frames cost no retracing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -44,7 +44,10 @@ class FrameResult:
     losses: dict[str, float]  # unweighted terms and the weighted total
     evaluations: int
     stop_reason: str  # "converged", "budget" or the optimizer's own message
-    seconds: float = field(default=0.0)
+    seconds: float = 0.0
+    # Per iteration: (evaluations so far, total loss, loss without the temporal term), so runs
+    # with and without a temporal loss can be compared by the quality they reach.
+    trace: tuple[tuple[int, float, float], ...] = ()
 
 
 def style_image_size(style_shape: tuple[int, int], frame_shape: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -108,8 +111,10 @@ class Stylizer:
         began = time.perf_counter()
         self._set_targets(content_rgb, guide)
         optimize = _lbfgs if self.settings.optimizer == "lbfgs" else _adam
-        best, terms, evaluations, reason = optimize(self, to_caffe(start_rgb)[None], budget, on_iterate or _ignore)
-        return FrameResult(from_caffe(best[0]), terms, evaluations, reason, time.perf_counter() - began)
+        tracker = _Tracker(self, on_iterate or _ignore)
+        reason = optimize(tracker, to_caffe(start_rgb)[None], budget)
+        return FrameResult(from_caffe(tracker.best_image[0]), tracker.best_terms, tracker.evaluations, reason,
+                           time.perf_counter() - began, tuple(tracker.trace))
 
     def _set_targets(self, content_rgb: np.ndarray, guide: TemporalGuide | None) -> None:
         features = self.extractor(to_caffe(content_rgb)[None])
@@ -136,24 +141,27 @@ class _Tracker:
 
     def __init__(self, stylizer: Stylizer, on_iterate: Callable[[Iterate], None]):
         self.stylizer, self.on_iterate = stylizer, on_iterate
-        self.evaluations, self.history = 0, []
+        self.settings = stylizer.settings
+        self.evaluations, self.trace, self.last_terms = 0, [], {}
         self.best_loss, self.best_image, self.best_terms = np.inf, None, {}
 
     def evaluate(self, image: np.ndarray) -> tuple[float, np.ndarray]:
         self.evaluations += 1
         total, terms, gradient = self.stylizer.evaluate(image)
+        self.last_terms = terms
         if total < self.best_loss:
             self.best_loss, self.best_image, self.best_terms = total, image.copy(), {**terms, "total": total}
         return total, gradient
 
     def settled(self, loss: float) -> bool:
         """Record one iteration; True once the loss fell by less than stop_tolerance over stop_window iterations."""
-        self.history.append(loss)
+        without_temporal = loss - self.settings.temporal_weight * self.last_terms.get("temporal", 0.0)
+        self.trace.append((self.evaluations, loss, without_temporal))
         self.on_iterate(Iterate(self.evaluations, loss))
-        window, tolerance = self.stylizer.settings.stop_window, self.stylizer.settings.stop_tolerance
-        if window == 0 or len(self.history) <= window:
+        window, tolerance = self.settings.stop_window, self.settings.stop_tolerance
+        if window == 0 or len(self.trace) <= window:
             return False
-        before = self.history[-window - 1]
+        before = self.trace[-window - 1][1]
         return (before - loss) < tolerance * abs(before)
 
 
@@ -161,10 +169,9 @@ def _bounds(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.broadcast_to(PIXEL_MIN, shape), np.broadcast_to(PIXEL_MAX, shape)
 
 
-def _lbfgs(stylizer: Stylizer, start: np.ndarray, budget: int, on_iterate):
+def _lbfgs(tracker: _Tracker, start: np.ndarray, budget: int) -> str:
     """SciPy's L-BFGS-B inside the pixel bounds; its own stopping tests are off (they end
     O(1) losses after a few dozen evaluations), ours decide."""
-    tracker = _Tracker(stylizer, on_iterate)
     shape = start.shape
     low, high = _bounds(shape)
     # A mean over 10^5 values has per-pixel gradients near 1e-7, which L-BFGS-B's bounded
@@ -188,15 +195,15 @@ def _lbfgs(stylizer: Stylizer, start: np.ndarray, budget: int, on_iterate):
         callback=after_iteration,
         options={"maxfun": budget, "maxiter": budget, "gtol": 0.0, "ftol": 0.0, "maxcor": 20},
     )
-    reason = "converged" if "StopIteration" in str(result.message) else "budget" if result.status == 1 else str(result.message)
-    return tracker.best_image, tracker.best_terms, tracker.evaluations, reason
+    if "StopIteration" in str(result.message):
+        return "converged"
+    return "budget" if result.status == 1 else str(result.message)
 
 
-def _adam(stylizer: Stylizer, start: np.ndarray, budget: int, on_iterate):
+def _adam(tracker: _Tracker, start: np.ndarray, budget: int) -> str:
     """Plain Adam in pixel units, clipped to the pixel bounds after every step."""
-    tracker = _Tracker(stylizer, on_iterate)
     low, high = _bounds(start.shape)
-    rate, beta1, beta2, epsilon = stylizer.settings.learning_rate, 0.9, 0.999, 1e-8
+    rate, beta1, beta2, epsilon = tracker.settings.learning_rate, 0.9, 0.999, 1e-8
     image, moment, velocity = start.copy(), np.zeros_like(start), np.zeros_like(start)
     for step in range(1, budget + 1):
         loss, gradient = tracker.evaluate(image)
@@ -205,5 +212,5 @@ def _adam(stylizer: Stylizer, start: np.ndarray, budget: int, on_iterate):
         update = rate * (moment / (1 - beta1**step)) / (np.sqrt(velocity / (1 - beta2**step)) + epsilon)
         image = np.clip(image - update, low, high)
         if tracker.settled(loss):
-            return tracker.best_image, tracker.best_terms, tracker.evaluations, "converged"
-    return tracker.best_image, tracker.best_terms, tracker.evaluations, "budget"
+            return "converged"
+    return "budget"

@@ -6,6 +6,7 @@ bundled with imageio-ffmpeg, so that frame rate, trimming and optional audio sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -20,12 +21,20 @@ import numpy as np
 
 from pipeline.errors import InputError
 
+# libav's own complaints ("moov atom not found", "error while decoding MB ...") would bury the one
+# InputError line that says what is wrong; OpenCV reads this when its FFmpeg backend starts.
+# Set OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 24 = warnings) to see them when debugging.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
 VGG_MIN_SIDE = 32  # VGG16's five poolings need at least this many pixels per side
 _STDERR_TAIL_LINES = 15
 _FFMPEG_PROBE_TIMEOUT_S = 60
 # A claimed frame count this much above what decodes means a truncated or damaged file, not an
 # estimate that is off by a frame or two (containers without an index).
 _MIN_DECODABLE_SHARE = 0.9
+# Containers that hold what encode_video writes (H.264 + AAC), measured with the bundled ffmpeg;
+# .webm, .gif or an image extension fail only when encoding, i.e. after the whole render.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts")
 
 # CAP_PROP_ORIENTATION_META is the clockwise rotation that makes the frame upright
 # (measured: ffmpeg's "-display_rotation 90" reads back as 270, and its autorotated frame
@@ -86,13 +95,28 @@ def _require_nonempty_file(path: Path) -> None:
 def _open_capture(path: Path) -> cv2.VideoCapture:
     """Open with the FFmpeg backend only, rotation handled by us (see _upright)."""
     # Forcing CAP_FFMPEG keeps OpenCV from reading a name with '%' as an image sequence.
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    with _opencv_quiet():  # "backend is generally available but can't be used to capture by name"
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         raise InputError(f"{path}: {_why_unopenable(path)}")
     # OpenCV 5 turns auto-rotation on by default and then swaps the reported width/height;
     # turning it off gives raw frames and one explicit rotation path for every OpenCV version.
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
     return cap
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log at errors only, for one call; an OPENCV_LOG_LEVEL the user set wins."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        yield
+        return
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
 
 
 def _why_unopenable(path: Path) -> str:
@@ -279,7 +303,7 @@ def encode_video(
     output = Path(output)
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    _require_writable_dir(output.parent)
+    require_writable_dir(output.parent)
     _require_frames_exist(frames_pattern, first_number, count)
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     command = _encode_command(
@@ -292,9 +316,41 @@ def encode_video(
         partial.unlink(missing_ok=True)
 
 
-def _require_writable_dir(directory: Path) -> None:
+def check_output(output: str | os.PathLike) -> None:
+    """InputError now, not after hours of rendering, if `output` cannot be written.
+
+    `output` is a video file (by extension, see VIDEO_EXTENSIONS) or an image sequence whose
+    name holds a %-pattern (out.%04d.png); its directory must already exist and be writable.
+    """
+    output = Path(output)
+    if "%" in output.name:
+        from pipeline import images  # video does not otherwise depend on images
+
+        try:
+            first = Path(str(output) % 0)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"{output}: not a valid image sequence pattern (use one number, like out.%04d.png)"
+            ) from None
+        images.check_output_image(first)
+        return
+    if output.is_dir():
+        raise InputError(f"{output}: is a directory; name the output video file, like {output / 'out.mp4'}")
+    if output.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise InputError(
+            f"{output}: unsupported output format {output.suffix or '(no extension)'!s}; "
+            f"use a video ({', '.join(VIDEO_EXTENSIONS)}) or an image sequence like out.%04d.png"
+        )
+    require_writable_dir(output.parent)
+
+
+def require_writable_dir(directory: Path) -> None:
+    """InputError unless `directory` ('' is the current one) exists and can take new files."""
     directory = directory if str(directory) else Path(".")
     if not directory.is_dir():
+        existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise InputError(f"{directory}: output directory cannot exist, {existing} is a file")
         raise InputError(f"{directory}: output directory does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"{directory}: output directory is not writable")

@@ -1,0 +1,132 @@
+"""Temporal stability and time to quality on the sample clip, one table for both.
+
+    python benchmarks/stability.py [--frames 12] [--size 0] [--preset default]
+
+Renders the first N frames once per variant, each from the same first frame (the cold
+baseline's), and reports for the later frames:
+- E_warp (Lai et al. 2018) of the PNG frames, with its ratio to the cold per-frame baseline,
+  to the flow floor (the first frame carried along the flow) and the source's own E_warp;
+- the mean content + style (+ TV) loss, as a ratio to the cold baseline's, because stability
+  bought by ignoring the content is worthless;
+- mean evaluations and seconds per frame, and how many evaluations a frame needed to reach
+  the loss the cold baseline reached with its full budget (time to quality).
+The table is printed and appended to benchmarks/RESULTS.md with the command and the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import append_results, markdown_table  # noqa: E402
+from pipeline import metrics, render  # noqa: E402
+from pipeline.config import Job, make_settings  # noqa: E402
+from pipeline.images import load_rgb  # noqa: E402
+
+
+def variants(settings, temporal_weights):
+    """Name -> settings. The cold baseline spends the first frame's budget on every frame."""
+    cold = dataclasses.replace(settings, init="content", temporal_weight=0.0, frame_iterations=settings.first_frame_iterations)
+    chosen = {
+        "cold per-frame (baseline)": cold,
+        "init content, same budget as warm": dataclasses.replace(settings, init="content", temporal_weight=0.0),
+        "init previous": dataclasses.replace(settings, init="previous", temporal_weight=0.0),
+        "init previous-warped": dataclasses.replace(settings, init="previous-warped", temporal_weight=0.0),
+    }
+    for weight in temporal_weights:
+        chosen[f"previous-warped + temporal {weight:g}"] = dataclasses.replace(settings, init="previous-warped", temporal_weight=weight)
+    return chosen
+
+
+def render_variant(job: Job, frames: int, seed_frame: Path | None) -> Path:
+    """Frames [0, frames) into the job's work directory, frame 0 copied from the baseline."""
+    frames_dir = render.WorkDir(job.workdir_path).frame_path(0).parent
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    if seed_frame is not None:
+        shutil.copy(seed_frame, frames_dir / seed_frame.name)
+    render.render_frames(job, 0, frames)
+    return frames_dir
+
+
+def later_frame_stats(workdir: Path, frames: int) -> list[dict]:
+    return [json.loads((workdir / "stats" / f"{i:06d}.json").read_text()) for i in range(1, frames)]
+
+
+def evaluations_to_reach(trace: list, target: float) -> float:
+    """First evaluation count whose temporal-free loss is at or below `target` (inf: never)."""
+    return next((evals for evals, _, quality in trace if quality <= target), np.inf)
+
+
+def measure(name, job, frames, baseline_stats, seed_frame):
+    frames_dir = render_variant(job, frames, seed_frame)
+    report = metrics.evaluate_clip(job.video, frames_dir, method="dis-medium")
+    stats = later_frame_stats(job.workdir_path, frames)
+    quality = [s["trace"][-1][2] if s["trace"] else s["losses"]["total"] for s in stats]
+    reached = [evaluations_to_reach(s["trace"], b["losses"]["total"]) for s, b in zip(stats, baseline_stats or stats)]
+    return {
+        "variant": name,
+        "E_warp": report["stylized"],
+        "source E_warp": report["source"],
+        "flow floor": report["flow_floor"],
+        "quality loss": float(np.mean(quality)),
+        "evaluations": float(np.mean([s["evaluations"] for s in stats])),
+        "seconds": float(np.mean([s["seconds"] for s in stats])),
+        "evals to cold quality": float(np.median(reached)),
+        "reached": sum(np.isfinite(reached)),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--size", type=int, default=0, help="long side; 0: the clip's own size")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--temporal-weights", default="10,50,200")
+    parser.add_argument("--video", type=Path, default=REPO / "samples" / "realshort.mp4")
+    parser.add_argument("--style", type=Path, default=REPO / "samples" / "kandinsky.jpg")
+    parser.add_argument("--keep", type=Path, help="keep the rendered frames here")
+    args = parser.parse_args(argv)
+
+    settings = make_settings(args.preset, {"size": args.size})
+    weights = [float(w) for w in args.temporal_weights.split(",") if w]
+    root = args.keep or Path(tempfile.mkdtemp(prefix="stability-"))
+    rows, baseline, seed = [], None, None
+    for name, variant in variants(settings, weights).items():
+        job = Job(video=args.video, style=args.style, settings=variant, workdir=root / name.replace(" ", "_"))
+        row = measure(name, job, args.frames, baseline, seed)
+        if baseline is None:
+            baseline, seed = later_frame_stats(job.workdir_path, args.frames), render.WorkDir(job.workdir_path).frame_path(0)
+            cold = row
+        rows.append(row)
+        print(row, flush=True)
+    for row in rows:
+        row["× cold E_warp"] = row["E_warp"] / cold["E_warp"]
+        row["× flow floor"] = row["E_warp"] / row["flow floor"]
+        row["× cold quality"] = row["quality loss"] / cold["quality loss"]
+        row["× cold evals"] = row["evaluations"] / cold["evaluations"]
+    columns = ["variant", "E_warp", "× cold E_warp", "× flow floor", "quality loss", "× cold quality",
+               "evaluations", "× cold evals", "evals to cold quality", "reached", "seconds"]
+    table = markdown_table(rows, columns)
+    note = (f"Sample clip first {args.frames} frames at {'native size' if not args.size else args.size} px, "
+            f"preset `{args.preset}`, style {args.style.name}. Later frames only (frame 0 is shared). "
+            f"Source E_warp {cold['source E_warp']:.3g}, flow floor {cold['flow floor']:.3g}. "
+            "'quality loss' = content + style + TV (no temporal term); 'evals to cold quality' = median "
+            "evaluations until a frame's quality loss reached the cold baseline's final loss for that frame "
+            f"('reached' of {args.frames - 1} frames got there).")
+    print(table)
+    append_results("Temporal stability and time to quality", table, note)
+    if not args.keep:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()

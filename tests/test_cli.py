@@ -1,0 +1,72 @@
+"""The command line end to end on the first frames of the real sample, at a tiny size."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cli
+from pipeline import video
+from pipeline.images import load_rgb
+
+from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
+
+FAST = ["--size", "64", "--first-frame-iterations", "4", "--frame-iterations", "2"]
+
+
+def run(*args):
+    return cli.main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Frames 2-4 of the sample rendered once through the real command line, in a subprocess."""
+    out = tmp_path_factory.mktemp("cli") / "clip.mp4"
+    command = [sys.executable, "cli.py", SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", out, "--start", 2, "--end", 5, *FAST]
+    done = subprocess.run([str(c) for c in command], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out, done.stderr
+
+
+def test_output_keeps_frame_rate_and_sound_of_the_range(rendered):
+    out, _ = rendered
+    info = video.probe(out)
+    assert info.frame_count == 3
+    assert abs(float(info.fps) - 30.02) < 1e-3
+    assert info.has_audio
+    assert (info.width, info.height) == (64, 48)
+
+
+def test_progress_bar_counts_frames_with_a_whole_clip_eta(rendered):
+    _, stderr = rendered
+    assert "3/3" in stderr and ("frame/s" in stderr or "s/frame" in stderr)
+    assert "wrote" in stderr.splitlines()[-1]
+
+
+def test_rerun_resumes_without_rendering_again(rendered, capsys):
+    out, _ = rendered
+    frames = sorted((out.parent / "clip.work" / "frames").glob("*.png"))
+    assert [f.name for f in frames] == ["000002.png", "000003.png", "000004.png"]
+    before = [f.stat().st_mtime_ns for f in frames]
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", out, "--start", 2, "--end", 5, "--quiet", *FAST) == 0
+    assert [f.stat().st_mtime_ns for f in frames] == before
+    assert "3 already done" in capsys.readouterr().err
+
+
+def test_changed_settings_are_refused_unless_restarted(rendered, capsys):
+    out, _ = rendered
+    args = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", out, "--start", 2, "--end", 3, "--quiet", *FAST]
+    assert run(*args, "--style-weight", "3") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error:") and "settings changed" in error and "--restart" in error
+    assert run(*args, "--style-weight", "3", "--restart") == 0
+    assert video.probe(out).frame_count == 1
+
+
+def test_image_sequence_output(tmp_path):
+    pattern = tmp_path / "shot.%04d.png"
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", pattern, "--end", 2, "--quiet", *FAST) == 0
+    frames = [load_rgb(tmp_path / f"shot.{i:04d}.png") for i in range(2)]
+    assert all(f.shape == (48, 64, 3) for f in frames)
+    assert not np.array_equal(frames[0], frames[1])
+    assert (tmp_path / "shot.work" / "manifest.json").is_file()
