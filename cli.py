@@ -8,6 +8,7 @@ import argparse
 import os
 import signal
 import sys
+import typing
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for artists
@@ -16,6 +17,13 @@ from pipeline.config import Job, Settings, make_settings, read_preset, setting_t
 from pipeline.errors import InputError  # noqa: E402
 
 EXIT_INPUT_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one `error: ...` line and exit 2, like every other user mistake."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_INPUT_ERROR, f"error: {message} (see: python cli.py --help)\n")
 
 
 def settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +41,7 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cli.py", description="Stylize a video with neural style transfer, temporally stable, keeping fps and sound.")
     parser.add_argument("video", type=Path, help="input video")
     parser.add_argument("--style", type=Path, required=True, help="style image (a painting)")

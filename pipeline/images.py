@@ -160,7 +160,7 @@ def _require_writable_dir(directory: Path) -> None:
     if not directory.is_dir():
         existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
         if existing is not None and not existing.is_dir():
-            raise InputError(f"{directory}: output directory cannot exist, {existing} is a file")
+            raise InputError(f"{directory}: output directory does not exist ({existing} is a file)")
         raise InputError(f"{directory}: output directory does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"{directory}: output directory is not writable")

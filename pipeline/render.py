@@ -57,15 +57,21 @@ def plan(job: Job) -> Plan:
     """Probe and check every input before hours of rendering depend on it."""
     info = video.probe(job.video)
     images.load_rgb(job.style)
-    end = info.frame_count if job.end is None else min(job.end, info.frame_count)
-    if job.start < 0 or job.start >= end:
-        raise InputError(f"{job.video}: frame range {job.start}-{job.end} is empty (the clip has {info.frame_count} frames)")
+    count = info.frame_count
+    end = count if job.end is None else min(job.end, count)
+    if job.start < 0:
+        raise InputError(f"{job.video}: --start {job.start} is negative (the clip has {count} frames, 0-{count - 1})")
+    if job.start >= count:
+        raise InputError(f"{job.video}: --start {job.start} is past the last frame (the clip has {count} frames, 0-{count - 1})")
+    if end <= job.start:
+        raise InputError(f"{job.video}: --end {job.end} must be above --start {job.start} (the clip has {count} frames)")
     return Plan(info, video.output_size(info, job.settings.size), job.start, end)
 
 
 def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     """Render the job's whole range, resuming what is already done, and encode the output."""
     job_plan = plan(job)
+    video.check_output(job.output_path)  # before the work directory is created beside it
     WorkDir(job.workdir_path).open(manifest(job, job_plan), restart)
     render_frames(job, job_plan.start, job_plan.end, on_progress, job_plan)
     return assemble(job, job_plan)
