@@ -30,7 +30,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import append_results, markdown_table  # noqa: E402
 from pipeline import metrics, render  # noqa: E402
 from pipeline.config import Job, make_settings  # noqa: E402
-from pipeline.images import load_rgb  # noqa: E402
 
 
 def variants(settings, temporal_weights):

