@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -57,6 +57,13 @@ def read_pairs(workdir: Path, info: video.VideoInfo, size: tuple[int, int], indi
             yield index, source, images.load_rgb(frame_path(workdir, index))
 
 
+def preview_path(output: Path, suffix: str) -> Path:
+    """Beside the output, named like it: clip.mp4 -> clip<suffix>, shot.%04d.png -> shot<suffix>."""
+    output = Path(output)
+    name = output.name.split("%")[0].rstrip("._-") if "%" in output.name else output.stem
+    return output.with_name(f"{name}{suffix}")
+
+
 # ---------------------------------------------------------------- composing
 
 
@@ -68,7 +75,10 @@ def side_by_side(source: np.ndarray, stylized: np.ndarray) -> np.ndarray:
     return np.concatenate([source, stylized], axis=1)
 
 
-def contact_sheet(pairs: Iterable[FramePair], columns: int = 4, thumbnail: int = 0) -> np.ndarray:
+def contact_sheet(
+    pairs: Iterable[FramePair], columns: int = 4, thumbnail: int = 0,
+    background: tuple[int, int, int] = SHEET_BACKGROUND,
+) -> np.ndarray:
     """One RGB image: a grid of (source | stylized) cells, each labelled with its frame number.
 
     `thumbnail` > 0 shrinks each half to that long side first, so a sheet of 1080p frames stays
@@ -82,7 +92,7 @@ def contact_sheet(pairs: Iterable[FramePair], columns: int = 4, thumbnail: int =
     rows = math.ceil(len(cells) / columns)
     cell_height, cell_width = cells[0].shape[:2]
     sheet = np.empty((rows * cell_height + (rows + 1) * SHEET_GAP, columns * cell_width + (columns + 1) * SHEET_GAP, 3), np.uint8)
-    sheet[:] = SHEET_BACKGROUND
+    sheet[:] = background
     for number, cell in enumerate(cells):
         top = SHEET_GAP + (number // columns) * (cell_height + SHEET_GAP)
         left = SHEET_GAP + (number % columns) * (cell_width + SHEET_GAP)
