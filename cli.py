@@ -1,11 +1,17 @@
 """Command line: parse arguments into a Job, run it, map outcomes to exit codes.
 
     python cli.py clip.mp4 --style kandinsky.jpg [-o out.mp4] [--preset preview] [--style-weight 20]
+    python cli.py --job jobs.toml [--log jobs.log]       # a batch of renders (see pipeline/jobs.py)
+
+Exit codes: 0 done; 1 a job file entry failed; 2 a user mistake (one `error:` line);
+130 Ctrl-C; 143 SIGTERM. Stopped renders resume when the same command runs again.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import shlex
 import signal
 import sys
 import typing
@@ -17,6 +23,7 @@ from pipeline.config import Job, Settings, make_settings, read_preset, setting_t
 from pipeline.errors import InputError  # noqa: E402
 
 EXIT_INPUT_ERROR = 2
+EXIT_ENTRY_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,8 +50,8 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cli.py", description="Stylize a video with neural style transfer, temporally stable, keeping fps and sound.")
-    parser.add_argument("video", type=Path, help="input video")
-    parser.add_argument("--style", type=Path, required=True, help="style image (a painting)")
+    parser.add_argument("video", type=Path, nargs="?", help="input video")
+    parser.add_argument("--style", type=Path, help="style image (a painting); required unless --job")
     parser.add_argument("-o", "--output", type=Path, help="output video, or an image sequence like out.%%04d.png "
                         "(default: <video>.stylized.mp4 beside the input)")
     parser.add_argument("--preset", default="default", help="preset name in configs/ or a .toml path (default: default)")
@@ -54,8 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, help="where finished frames are kept (default: <output>.work)")
     parser.add_argument("--restart", action="store_true", help="discard frames of an earlier, different render")
     parser.add_argument("--quiet", action="store_true", help="one log line per frame instead of a progress bar")
+    batch = parser.add_argument_group("batch")
+    batch.add_argument("--job", type=Path, help="render every entry of a TOML job file (see pipeline/jobs.py) "
+                       "instead of one video; rerun it to resume")
+    batch.add_argument("--log", type=Path, help="job log file (default: the job file's name with .log, beside it)")
     settings_flags(parser)
     return parser
+
+
+_SINGLE_RENDER_ONLY = ("video", "style", "output", "workdir", "end")
+
+
+def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One video and --style, or --job alone (its file holds videos, styles and settings)."""
+    if args.job is None:
+        missing = [name for name, value in (("video", args.video), ("--style", args.style)) if value is None]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)}")
+        if args.log is not None:
+            parser.error("--log goes with --job")
+        return
+    given = [name for name in _SINGLE_RENDER_ONLY if getattr(args, name) is not None]
+    given += [name for name in setting_types() if getattr(args, name) is not None]
+    given += ["start"] if args.start != 0 else []
+    given += ["preset"] if args.preset != "default" else []
+    if given:
+        flags = ", ".join("video" if name == "video" else "--" + name.replace("_", "-") for name in given)
+        parser.error(f"--job takes its videos, styles and settings from the job file, not from {flags}")
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
@@ -68,17 +100,29 @@ def job_from_args(args: argparse.Namespace) -> Job:
                start=args.start, end=args.end, weights=args.weights, workdir=args.workdir)
 
 
-class Stopped(Exception):
+class Stopped(KeyboardInterrupt):
     """SIGTERM: stop like Ctrl-C, with the exit code a scheduler expects."""
+
+    exit_code = 143
 
 
 def _raise_stopped(signum, frame):
     raise Stopped
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command that continues a stopped render: the same one, less --restart."""
+    return shlex.join(["python", "cli.py", *(a for a in argv if a != "--restart")])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_mode(parser, args)
     signal.signal(signal.SIGTERM, _raise_stopped)
+    if args.job is not None:
+        return run_job_file(args, argv)
     from pipeline import render  # TensorFlow loads here, after the arguments are known to be sane
     from pipeline.progress import ProgressReporter
 
@@ -90,12 +134,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {output}", file=sys.stderr)
         return 0
     except InputError as error:
+        message = str(error)
+        if args.restart:  # running it again *with* --restart would discard what is kept
+            message = message.replace("run the same command again", "run the same command again without --restart")
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt as stop:
+        where = f" in {job.workdir_path}" if job else ""
+        print(f"\nstopped; finished frames are kept{where}; run the same command again to resume: "
+              f"{resume_command(argv)}", file=sys.stderr)
+        return getattr(stop, "exit_code", 130)
+
+
+def run_job_file(args: argparse.Namespace, argv: list[str]) -> int:
+    """Every entry of the job file; a summary table at the end; 1 if any entry failed."""
+    from pipeline import jobs
+
+    try:
+        entries = jobs.parse(args.job)
+        if args.weights is not None:
+            entries = [jobs.Entry(e.number, e.name, dataclasses.replace(e.job, weights=args.weights)) for e in entries]
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    except (KeyboardInterrupt, Stopped) as stop:
-        where = f" in {job.workdir_path}" if job else ""
-        print(f"\nstopped; finished frames are kept{where}; run the same command again to resume", file=sys.stderr)
-        return 143 if isinstance(stop, Stopped) else 130
+    from pipeline.progress import ProgressReporter
+
+    log = jobs.JobLog(args.log or jobs.default_log_path(args.job))
+    log(f"job {args.job}: {len(entries)} render(s)")
+    try:
+        outcomes = jobs.run(entries, log, lambda entry: ProgressReporter(quiet=args.quiet), restart=args.restart)
+    except KeyboardInterrupt as stop:
+        for line in jobs.summary(getattr(stop, "outcomes", [])):
+            log(line)
+        log(f"stopped; finished frames are kept; run the same command again to resume: {resume_command(argv)}")
+        return getattr(stop, "exit_code", 130)
+    for line in jobs.summary(outcomes):
+        log(line)
+    return EXIT_ENTRY_FAILED if jobs.exit_code(outcomes) else 0
 
 
 if __name__ == "__main__":

@@ -7,13 +7,20 @@ farm worker all make this same call; `assemble` then encodes the frames into the
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import re
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import tensorflow as tf
 
 from . import flow, images, video
 from .config import Job
@@ -76,6 +83,20 @@ def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool 
     return assemble(job, job_plan)
 
 
+def workdir_state(job: Job) -> str:
+    """What the job's work directory holds for it: "empty", "partial", "complete" or "different"
+    (frames of another render, which `render` refuses without `restart`)."""
+    job_plan = plan(job)
+    work = WorkDir(job.workdir_path)
+    found = work.read_manifest()
+    if found is None:
+        return "empty"
+    if found != json.loads(json.dumps(manifest(job, job_plan))):
+        return "different"
+    done = sum(work.has(i) for i in range(job_plan.start, job_plan.end))
+    return "complete" if done == job_plan.end - job_plan.start else "partial" if done else "empty"
+
+
 def render_frames(
     job: Job, first: int, last: int, on_progress: ProgressCallback | None = None, job_plan: Plan | None = None
 ) -> list[int]:
@@ -87,16 +108,46 @@ def render_frames(
     notify(Started(last - first, last - first - len(missing)))
     if not missing:
         return []
-    stylizer = _stylizer(job, job_plan)
+    with _out_of_memory_is_an_input_error(job_plan, missing[0]):
+        stylizer = _stylizer(job, job_plan)
     rendered = []
     for index, source, previous in _frames_with_previous(job, job_plan, work, missing[0], last):
         if work.has(index):
             continue
-        result = stylize_frame(job, stylizer, source, previous, notify)
-        work.save(index, result)
+        with _out_of_memory_is_an_input_error(job_plan, index):
+            result = stylize_frame(job, stylizer, source, previous, _pausing_at(f"optimize:{index}", notify))
+        with _disk_full_is_an_input_error(work.path, f"frame {index}"), _pause_before_rename(f"frame-write:{index}", ".png"):
+            work.save(index, result)
         rendered.append(index)
         notify(FrameDone(index, result))
     return rendered
+
+
+@contextlib.contextmanager
+def _out_of_memory_is_an_input_error(job_plan: Plan, index: int) -> Iterator[None]:
+    """GPU or host memory exhausted: one line naming the frame size and what to do."""
+    try:
+        yield
+    except (tf.errors.ResourceExhaustedError, MemoryError):
+        width, height = job_plan.size
+        raise InputError(
+            f"{job_plan.info.path}: out of memory stylizing frame {index} at {width}x{height}; "
+            "use a smaller --size or --preset preview") from None
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _disk_full_is_an_input_error(where: Path, what: str) -> Iterator[None]:
+    """No space left: one line; what was finished before stays, so the same command resumes."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _DISK_FULL:
+            raise
+        raise InputError(f"{where}: disk full while writing {what}; "
+                         "free space and run the same command again to resume") from None
 
 
 @dataclass(frozen=True)
@@ -154,12 +205,22 @@ def assemble(job: Job, job_plan: Plan) -> Path:
     output = job.output_path
     if "%" in output.name:
         for index in range(job_plan.start, job_plan.end):
-            images.save_rgb(Path(str(output) % index), work.load(index))
-    else:
-        video.encode_video(
-            str(work.frame_path("%06d")), job_plan.start, job_plan.end - job_plan.start, output,
-            job_plan.info.fps, audio_from=job.video, audio_start_frame=job_plan.start,
-        )
+            with _disk_full_is_an_input_error(output.parent, f"output frame {index}"):
+                images.save_rgb(Path(str(output) % index), work.load(index))
+        return output
+    # A render killed while encoding leaves video.encode_video's partial file behind.
+    _remove_stale(output.parent.glob(f".{output.stem}.partial-*{output.suffix}"), r"\.partial-(\d+)\.")
+    try:
+        with _pause_before_rename("encode", output.name):
+            video.encode_video(
+                str(work.frame_path("%06d")), job_plan.start, job_plan.end - job_plan.start, output,
+                job_plan.info.fps, audio_from=job.video, audio_start_frame=job_plan.start,
+            )
+    except RuntimeError as error:  # ffmpeg's own report; a full disk is the user's to fix
+        if "No space left on device" not in str(error):
+            raise
+        raise InputError(f"{output.parent}: disk full while encoding {output.name}; the frames are kept in "
+                         f"{work.path}; free space and run the same command again") from None
     return output
 
 
@@ -203,28 +264,123 @@ class WorkDir:
     def load(self, index: int) -> np.ndarray:
         return images.load_rgb(self.frame_path(index))
 
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
     def save(self, index: int, result: FrameResult) -> None:
-        images.save_rgb(self.frame_path(index), result.image)
+        """Statistics first, the frame last: the PNG is what marks the frame finished."""
         stats = {"losses": result.losses, "evaluations": result.evaluations,
                  "stop_reason": result.stop_reason, "seconds": result.seconds, "trace": result.trace}
         write_atomically(self.path / "stats" / f"{index:06d}.json", json.dumps(stats, indent=1).encode())
+        images.save_rgb(self.frame_path(index), result.image)
+
+    def read_manifest(self) -> dict | None:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise InputError(f"{self.manifest_path}: unreadable ({error}); use --restart to discard the work directory") from None
 
     def open(self, expected: dict, restart: bool = False) -> None:
         """Create the directory, or check that what is in it was made by the same job."""
-        manifest_path = self.path / "manifest.json"
         if restart and self.path.exists():
+            # The manifest goes first: a restart killed half way leaves frames without one,
+            # which the next run refuses instead of trusting.
+            self.manifest_path.unlink(missing_ok=True)
             shutil.rmtree(self.path)
-        if manifest_path.is_file():
-            found = json.loads(manifest_path.read_text())
-            changed = sorted(key for key in expected if found.get(key) != expected[key])
+        found = self.read_manifest()
+        if found is not None:
+            expected_json = json.loads(json.dumps(expected))  # tuples read back as lists
+            changed = sorted(key for key in expected_json if found.get(key) != expected_json[key])
             if changed:
                 raise InputError(
                     f"{self.path}: holds frames of a different render ({', '.join(changed)} changed); "
                     "use --restart to discard them or --workdir to render elsewhere")
+            self.remove_stale_temporaries()
             return
+        if any((self.path / "frames").glob("*.png")):
+            raise InputError(f"{self.path}: holds frames but no manifest.json (of which render?); "
+                             "use --restart to discard them or --workdir to render elsewhere")
         try:
             (self.path / "frames").mkdir(parents=True, exist_ok=True)
             (self.path / "stats").mkdir(exist_ok=True)
         except OSError as error:
             raise InputError(f"{self.path}: cannot create the work directory ({error.strerror})") from None
-        write_atomically(manifest_path, json.dumps(expected, indent=1).encode())
+        self.remove_stale_temporaries()
+        with _disk_full_is_an_input_error(self.path, "manifest.json"):
+            write_atomically(self.manifest_path, json.dumps(expected, indent=1).encode())
+
+    def remove_stale_temporaries(self) -> None:
+        """Temporaries of files.write_atomically (`.NAME.PID.tmp`) whose writer was killed."""
+        for folder in (self.path, self.path / "frames", self.path / "stats"):
+            _remove_stale(folder.glob(".*.tmp"), r"\.(\d+)\.tmp$")
+
+
+def _remove_stale(paths: Iterator[Path], pid_pattern: str) -> None:
+    """Delete the temporaries among `paths` whose writing process (pid in the name) is gone;
+    another live writer's (two farm workers on one directory) are left alone."""
+    for path in paths:
+        match = re.search(pid_pattern, path.name)
+        if match and not _process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours, from an earlier attempt in this process: not being written now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------- test hook
+#
+# NST_VIDEO_TEST_PAUSE=<point> makes the process print "test-pause: <point>" on stderr and sleep
+# at that instant, so that tests/test_resume.py can SIGKILL it exactly there. Points:
+#   optimize:N      during frame N's optimization (after its first iteration)
+#   frame-write:N   frame N's PNG fully written under its temporary name, not yet renamed
+#   encode          the output video encoded under its partial name, not yet renamed
+# Unset (always, outside tests), it does nothing.
+
+TEST_PAUSE_ENV = "NST_VIDEO_TEST_PAUSE"
+
+
+def _test_pause(point: str) -> None:
+    if os.environ.get(TEST_PAUSE_ENV) == point:
+        print(f"test-pause: {point}", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+
+def _pausing_at(point: str, notify: ProgressCallback) -> ProgressCallback:
+    def on_event(event) -> None:
+        notify(event)
+        if isinstance(event, Iterate):
+            _test_pause(point)
+    return on_event
+
+
+@contextlib.contextmanager
+def _pause_before_rename(point: str, name_ending: str) -> Iterator[None]:
+    """Pause inside files.write_atomically / video.encode_video, after the temporary is
+    complete and before os.replace puts it in place."""
+    if os.environ.get(TEST_PAUSE_ENV) != point:
+        yield
+        return
+    real_replace = os.replace
+
+    def replace(source, destination, **kwargs):
+        if str(destination).endswith(name_ending):
+            _test_pause(point)
+        return real_replace(source, destination, **kwargs)
+
+    os.replace = replace
+    try:
+        yield
+    finally:
+        os.replace = real_replace

@@ -238,3 +238,51 @@ def test_bad_setting(tmp_path, flags, named):
 
 def test_malformed_flag_value(tmp_path):
     assert_user_error(run_job(tmp_path, SAMPLE_VIDEO, SAMPLE_STYLE, "--size", "abc"), "--size", "'abc'")
+
+
+# ---------------------------------------------------------------- odd but valid clips
+
+
+@pytest.fixture(scope="module")
+def odd_clips(tmp_path_factory) -> Path:
+    """A one-frame clip, a 65x49 one, and a variable-frame-rate one (10 frames at 30 fps, then 8 at 10)."""
+    root = tmp_path_factory.mktemp("odd_clips")
+
+    def ffmpeg(*args):
+        subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *map(str, args)],
+                       check=True, cwd=root)
+
+    ffmpeg("-i", SAMPLE_VIDEO, "-frames:v", "1", "one_frame.mp4")
+    ffmpeg("-i", SAMPLE_VIDEO, "-frames:v", "2", "-vf", "scale=65:49", "-c:v", "libx264rgb", "odd_size.mkv")
+    ffmpeg("-i", SAMPLE_VIDEO, "-frames:v", "10", "-an", "-r", "30", "fast.mp4")
+    ffmpeg("-ss", "0.5", "-i", SAMPLE_VIDEO, "-frames:v", "8", "-an", "-vf", "fps=10", "slow.mp4")
+    (root / "parts.txt").write_text("file fast.mp4\nfile slow.mp4\n")
+    ffmpeg("-f", "concat", "-safe", "0", "-i", "parts.txt", "-c", "copy", "vfr.mp4")
+    return root
+
+
+def test_one_frame_clip_renders(odd_clips, tmp_path):
+    assert_rendered(run_job(tmp_path, odd_clips / "one_frame.mp4", SAMPLE_STYLE, "--end", "36"), tmp_path / "out.mp4")
+
+
+def test_odd_sized_clip_renders_at_even_size(odd_clips, tmp_path):
+    """65x49 at --size 0 (source size): H.264 needs even sides, so 64x48, never upscaled."""
+    output = tmp_path / "out.mp4"
+    assert_rendered(run_job(tmp_path, odd_clips / "odd_size.mkv", SAMPLE_STYLE, "--size", "0", "--end", "2"), output, 2)
+    info = video.probe(output)
+    assert (info.width, info.height) == (64, 48)
+
+
+def test_variable_frame_rate_clip_keeps_frame_count_and_duration(odd_clips, tmp_path):
+    """Every decoded frame is rendered once, at the clip's average rate (the timing inside is evened out)."""
+    source = video.probe(odd_clips / "vfr.mp4")
+    output = tmp_path / "out.mp4"
+    result = run_job(tmp_path, odd_clips / "vfr.mp4", SAMPLE_STYLE, "--end", "100", "--first-frame-iterations", "1",
+                     "--frame-iterations", "1")
+    assert_rendered(result, output, source.frame_count)
+    assert video.probe(output).fps == source.fps
+
+
+def test_end_past_the_last_frame_renders_to_the_last_frame(tmp_path):
+    output = tmp_path / "out.mp4"
+    assert_rendered(run_job(tmp_path, SAMPLE_VIDEO, SAMPLE_STYLE, "--start", "34", "--end", "1000"), output, 2)

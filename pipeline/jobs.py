@@ -1,0 +1,274 @@
+"""Batch job files: clips × styles × presets rendered one after another, overnight, resumable.
+
+    python cli.py --job jobs.toml [--log FILE] [--quiet] [--restart]
+
+A job file is TOML; every path in it is relative to the job file:
+
+    output_dir = "renders"              # where outputs go (default: beside the job file)
+    preset = "preview"                  # the preset of every entry that names none (default: default)
+    style_weight = 20                   # any setting: for every entry
+    weights = "vgg16.h5"                # optional VGG16 weights file
+
+    [[render]]
+    video = "clips/a.mp4"               # a list renders each clip ...
+    style = ["k.jpg", "starry.jpg"]     # ... with each style ...
+    preset = ["preview", "final"]       # ... at each preset: the cross product
+    output = "{video}-{style}-{preset}.mp4"  # optional, in output_dir; default "{video}.{style}.{preset}.mp4"
+    start = 0                           # optional frame range, as --start / --end
+    end = 48
+    temporal_weight = 100               # any setting: this entry only
+
+A setting written in the job file beats the preset's value; an entry's beats the top-level one.
+An entry that fails (a missing clip, out of memory) does not stop the others. Rerunning the job
+resumes every unfinished entry and skips finished ones. Each line printed is also appended, with a
+timestamp, to the log (`<job file>.log` beside it, e.g. jobs.log, or `--log`).
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import Job, make_settings, preset_path, setting_types
+from .errors import InputError
+
+ENTRY_KEYS = ("video", "style", "preset", "output", "start", "end")
+TOP_KEYS = ("output_dir", "preset", "weights", "render")
+PRODUCT_KEYS = ("video", "style", "preset")  # a list in these multiplies the entry
+DEFAULT_OUTPUT = "{video}.{style}.{preset}.mp4"
+
+
+class JobFileError(InputError):
+    """The job file itself is unusable: nothing is rendered."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One render of the job file: its name in the summary, and the Job."""
+
+    number: int  # 1-based, in file order after expanding lists
+    name: str
+    job: Job
+
+
+@dataclass
+class Outcome:
+    entry: Entry
+    status: str = "not run"  # done, skipped, failed, stopped, not run
+    rendered: int = 0  # frames rendered now
+    total: int | None = None  # frames in the range
+    seconds: float = 0.0
+    message: str = ""
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse(path: Path) -> list[Entry]:
+    """Every render the job file asks for, with settings checked; JobFileError if unusable."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise JobFileError(f"{path}: job file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise JobFileError(f"{path}: not a readable TOML job file ({error})") from None
+    base = path.parent
+    settings_keys = set(setting_types())
+    _refuse_unknown(path, "top level", document, set(TOP_KEYS) | settings_keys)
+    renders = document.get("render")
+    if not isinstance(renders, list) or not renders or not all(isinstance(r, dict) for r in renders):
+        raise JobFileError(f"{path}: needs at least one [[render]] entry (with video and style)")
+    output_dir = base / _text(path, "top level", "output_dir", document.get("output_dir", "."))
+    weights = document.get("weights")
+    weights = base / _text(path, "top level", "weights", weights) if weights is not None else None
+    defaults = {k: v for k, v in document.items() if k in settings_keys}
+
+    entries: list[Entry] = []
+    for position, raw in enumerate(renders, 1):
+        where = f"[[render]] #{position}"
+        _refuse_unknown(path, where, raw, set(ENTRY_KEYS) | settings_keys)
+        for key in ("video", "style"):
+            if key not in raw:
+                raise JobFileError(f"{path}: {where} has no {key}")
+        choices = {key: _texts(path, where, key, raw.get(key, document.get(key, "default")))
+                   for key in PRODUCT_KEYS}
+        overrides = {**defaults, **{k: v for k, v in raw.items() if k in settings_keys}}
+        start, end = _frame(path, where, "start", raw.get("start", 0)), raw.get("end")
+        end = None if end is None else _frame(path, where, "end", end)
+        output_pattern = _text(path, where, "output", raw.get("output", DEFAULT_OUTPUT))
+        for video, style, preset in itertools.product(*(choices[k] for k in PRODUCT_KEYS)):
+            preset_ref = base / preset if preset.endswith(".toml") else preset
+            try:
+                preset_path(preset_ref)
+                settings = make_settings(preset_ref, overrides)
+            except InputError as error:
+                raise JobFileError(f"{path}: {where}: {error}") from None
+            names = {"video": Path(video).stem, "style": Path(style).stem, "preset": Path(preset).stem}
+            try:
+                output = output_dir / output_pattern.format(**names)
+            except (KeyError, IndexError, ValueError) as error:
+                raise JobFileError(f"{path}: {where}: output {output_pattern!r}: unknown placeholder {error} "
+                                   "(use {video}, {style}, {preset})") from None
+            span = f" [{start}:{'' if end is None else end}]" if (start, end) != (0, None) else ""
+            name = f"{names['video']} / {names['style']} / {names['preset']}{span}"
+            job = Job(video=base / video, style=base / style, settings=settings, output=output,
+                      start=start, end=end, weights=weights)
+            entries.append(Entry(len(entries) + 1, name, job))
+    _refuse_shared_outputs(path, entries)
+    return entries
+
+
+def _refuse_unknown(path: Path, where: str, table: dict, known: set[str]) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise JobFileError(f"{path}: {where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _text(path: Path, where: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise JobFileError(f"{path}: {where}: {key} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _texts(path: Path, where: str, key: str, value: Any) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise JobFileError(f"{path}: {where}: {key} is an empty list")
+    return [_text(path, where, key, v) for v in values]
+
+
+def _frame(path: Path, where: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobFileError(f"{path}: {where}: {key} must be a frame number, not {value!r}")
+    return value
+
+
+def _refuse_shared_outputs(path: Path, entries: list[Entry]) -> None:
+    seen: dict[Path, Entry] = {}
+    for entry in entries:
+        key = entry.job.output_path.resolve()
+        if key in seen:
+            raise JobFileError(
+                f"{path}: entries {seen[key].number} ({seen[key].name}) and {entry.number} ({entry.name}) "
+                f"both write {entry.job.output_path}; give them different `output` names")
+        seen[key] = entry
+
+
+# ---------------------------------------------------------------- running
+
+
+class JobLog:
+    """Prints a line and appends it, timestamped, to the job's log file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, line: str = "") -> None:
+        print(line, file=sys.stderr, flush=True)
+        self.write(line)
+
+    def write(self, text: str) -> None:
+        """Into the log only (tracebacks)."""
+        stamp = datetime.now().isoformat(sep=" ", timespec="seconds")
+        try:
+            with open(self.path, "a", encoding="utf-8") as log:
+                for line in text.splitlines() or [""]:
+                    log.write(f"{stamp}  {line}\n")
+        except OSError as error:  # a full disk must not turn a finished render into a failure
+            print(f"warning: {self.path}: cannot write the job log ({error.strerror})", file=sys.stderr)
+
+
+ProgressFactory = Callable[[Entry], Any]  # returns a context manager that is a render progress callback
+
+
+def run(entries: list[Entry], log: JobLog, progress: ProgressFactory, restart: bool = False) -> list[Outcome]:
+    """Render every entry in order; a failing one is recorded and the next one starts.
+
+    Ctrl-C / SIGTERM (a KeyboardInterrupt) marks the current entry stopped and the rest not
+    run, then propagates with `outcomes` attached, so the caller can still show the summary.
+    """
+    from . import render
+
+    outcomes = [Outcome(entry) for entry in entries]
+    for outcome in outcomes:
+        entry = outcome.entry
+        log(f"[{entry.number}/{len(entries)}] {entry.name} -> {entry.job.output_path}")
+        began = time.monotonic()
+        try:
+            _run_one(outcome, progress, restart, render)
+        except KeyboardInterrupt as stop:
+            outcome.status, outcome.seconds = "stopped", time.monotonic() - began
+            stop.outcomes = outcomes
+            raise
+        except InputError as error:
+            outcome.status, outcome.message = "failed", str(error)
+        except Exception as error:  # noqa: BLE001 - one broken entry must not end the night
+            outcome.status, outcome.message = "failed", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            log.write(traceback.format_exc())
+        outcome.seconds = time.monotonic() - began
+        log(f"[{entry.number}/{len(entries)}] {outcome.status}"
+            + (f": {outcome.message}" if outcome.message else f" ({_frames(outcome)} frames, {_duration(outcome.seconds)})"))
+    return outcomes
+
+
+def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool, render) -> None:
+    job = outcome.entry.job
+    state = render.workdir_state(job)
+    if state == "complete" and job.output_path.exists():
+        outcome.status = "skipped"
+        outcome.total = outcome.rendered = None
+        return
+
+    def count(event) -> None:
+        if isinstance(event, render.Started):
+            outcome.total = event.total
+        elif isinstance(event, render.FrameDone) and event.result is not None:
+            outcome.rendered += 1
+
+    with progress(outcome.entry) as reporter:
+        def on_progress(event) -> None:
+            count(event)
+            reporter(event)
+
+        render.render(job, on_progress=on_progress, restart=restart and state == "different")
+    outcome.status = "done"
+
+
+def _frames(outcome: Outcome) -> str:
+    if outcome.total is None:
+        return "-"
+    return f"{outcome.rendered}/{outcome.total}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def summary(outcomes: list[Outcome]) -> list[str]:
+    """The table shown (and logged) at the end: entry, status, frames, time, output."""
+    rows = [("#", "entry", "status", "frames", "time", "output")]
+    rows += [(str(o.entry.number), o.entry.name, o.status, _frames(o),
+              _duration(o.seconds), str(o.entry.job.output_path)) for o in outcomes]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines += [f"#{o.entry.number}: {o.message}" for o in outcomes if o.message]
+    counts = {status: sum(o.status == status for o in outcomes)
+              for status in ("done", "skipped", "failed", "stopped", "not run")}
+    lines.append(", ".join(f"{n} {status}" for status, n in counts.items() if n))
+    return lines
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    """0 when every entry is done or skipped, 1 when any failed."""
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def default_log_path(job_file: Path) -> Path:
+    return job_file.with_suffix(".log")
