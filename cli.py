@@ -2,6 +2,7 @@
 
     python cli.py clip.mp4 --style kandinsky.jpg [-o out.mp4] [--preset preview] [--style-weight 20]
     python cli.py --job jobs.toml [--log jobs.log]       # a batch of renders (see pipeline/jobs.py)
+    python cli.py eval clip.mp4 clip.stylized.work [--json eval.json]   # temporal stability
 
 Exit codes: 0 done; 1 a job file entry failed; 2 a user mistake (one `error:` line);
 130 Ctrl-C; 143 SIGTERM. Stopped renders resume when the same command runs again.
@@ -47,6 +48,13 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cli.py", description="Stylize a video with neural style transfer, temporally stable, keeping fps and sound.")
@@ -61,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, help="where finished frames are kept (default: <output>.work)")
     parser.add_argument("--restart", action="store_true", help="discard frames of an earlier, different render")
     parser.add_argument("--quiet", action="store_true", help="one log line per frame instead of a progress bar")
+    previews = parser.add_argument_group("previews")
+    previews.add_argument("--compare", action="store_true",
+                          help="also write <output>.compare.mp4: source | stylized side by side, with sound")
+    previews.add_argument("--contact-sheet", type=_positive_int, metavar="N",
+                          help="also write <output>.sheet.png: every Nth frame next to its source")
     batch = parser.add_argument_group("batch")
     batch.add_argument("--job", type=Path, help="render every entry of a TOML job file (see pipeline/jobs.py) "
                        "instead of one video; rerun it to resume")
@@ -100,6 +113,49 @@ def job_from_args(args: argparse.Namespace) -> Job:
                start=args.start, end=args.end, weights=args.weights, workdir=args.workdir)
 
 
+def write_previews(args: argparse.Namespace, job: Job) -> list[Path]:
+    """The preview aids asked for with --compare and --contact-sheet, from the finished frames."""
+    from pipeline import compare, render
+
+    job_plan = render.plan(job)
+    where = (job.workdir_path, job_plan.info, job_plan.size, job_plan.start, job_plan.end)
+    written = []
+    if args.compare:
+        written.append(compare.write_side_by_side(
+            *where, compare.preview_path(job.output_path, ".compare.mp4"), audio_from=job.video))
+    if args.contact_sheet:
+        written.append(compare.write_contact_sheet(
+            *where, args.contact_sheet, compare.preview_path(job.output_path, ".sheet.png")))
+    return written
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cli.py eval", description="Temporal stability (E_warp, Lai et al. 2018) of a stylized "
+                     "clip next to the source's own and the flow floor, plus per-frame losses from a work directory.")
+    parser.add_argument("source", type=Path, help="the source video")
+    parser.add_argument("stylized", type=Path, help="stylized video, frames folder, pattern like out.%%04d.png, "
+                        "or a render's work directory")
+    parser.add_argument("--start", type=int, default=0, help="source frame shown by the first stylized frame")
+    parser.add_argument("--flow", default="dis-medium", help="optical flow method (default: dis-medium)")
+    parser.add_argument("--json", type=Path, help="also write the results, per pair and per frame, as JSON")
+    return parser
+
+
+def run_eval(argv: list[str]) -> int:
+    args = eval_parser().parse_args(argv)
+    from pipeline import evaluate
+
+    try:
+        result = evaluate.evaluate(args.source, args.stylized, args.start, args.flow)
+    except (InputError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    print(evaluate.format_evaluation(result))
+    if args.json:
+        evaluate.write_json(result, args.json)
+    return 0
+
+
 class Stopped(KeyboardInterrupt):
     """SIGTERM: stop like Ctrl-C, with the exit code a scheduler expects."""
 
@@ -117,6 +173,8 @@ def resume_command(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv[:1] == ["eval"]:
+        return run_eval(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     check_mode(parser, args)
@@ -132,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         with ProgressReporter(quiet=args.quiet) as reporter:
             output = render.render(job, on_progress=reporter, restart=args.restart)
         print(f"wrote {output}", file=sys.stderr)
+        for preview in write_previews(args, job):
+            print(f"wrote {preview}", file=sys.stderr)
         return 0
     except InputError as error:
         message = str(error)

@@ -80,7 +80,20 @@ def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool 
     video.check_output(job.output_path)  # before the work directory is created beside it
     WorkDir(job.workdir_path).open(manifest(job, job_plan), restart)
     render_frames(job, job_plan.start, job_plan.end, on_progress, job_plan)
-    return assemble(job, job_plan)
+    output = assemble(job, job_plan)
+    write_report_or_warn(job, job_plan)
+    return output
+
+
+def write_report_or_warn(job: Job, job_plan: Plan) -> Path | None:
+    """report.html in the work directory; a finished render never fails because of its report."""
+    try:
+        from .report import write_report  # matplotlib loads only here
+
+        return write_report(job.workdir_path, job.video, job_plan.start, job_plan.end, job_plan.size, job.output_path)
+    except Exception as error:  # noqa: BLE001 - the output is written; the report is only an extra
+        print(f"warning: {job.workdir_path / 'report.html'} not written: {error}", file=sys.stderr)
+        return None
 
 
 def workdir_state(job: Job) -> str:

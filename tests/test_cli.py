@@ -1,4 +1,6 @@
 """The command line end to end on the first frames of the real sample, at a tiny size."""
+import json
+import shutil
 import subprocess
 import sys
 
@@ -53,9 +55,11 @@ def test_rerun_resumes_without_rendering_again(rendered, capsys):
     assert "3 already done" in capsys.readouterr().err
 
 
-def test_changed_settings_are_refused_unless_restarted(rendered, capsys):
-    out, _ = rendered
-    args = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", out, "--start", 2, "--end", 3, "--quiet", *FAST]
+def test_changed_settings_are_refused_unless_restarted(rendered, tmp_path, capsys):
+    finished, _ = rendered
+    work, out = tmp_path / "work", tmp_path / "clip.mp4"
+    shutil.copytree(finished.parent / "clip.work", work)
+    args = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", out, "--workdir", work, "--start", 2, "--end", 3, "--quiet", *FAST]
     assert run(*args, "--style-weight", "3") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error:") and "settings changed" in error and "--restart" in error
@@ -70,3 +74,27 @@ def test_image_sequence_output(tmp_path):
     assert all(f.shape == (48, 64, 3) for f in frames)
     assert not np.array_equal(frames[0], frames[1])
     assert (tmp_path / "shot.work" / "manifest.json").is_file()
+
+
+def test_eval_reports_stability_and_per_frame_losses(rendered, tmp_path, capsys):
+    out, _ = rendered
+    report = tmp_path / "eval.json"
+    assert run("eval", SAMPLE_CLIP, out.parent / "clip.work", "--start", 2, "--json", report) == 0
+    printed = capsys.readouterr().out
+    assert "E_warp stylized" in printed and "flow floor" in printed
+    result = json.loads(report.read_text())
+    assert result["frames"] == 3 and len(result["per_pair"]) == 2
+    assert result["stylized"] > 0 and result["source"] > 0
+    assert sorted(result["per_frame"]) == ["2", "3", "4"]
+    assert {frame["stop_reason"] for frame in result["per_frame"].values()} <= {"budget", "converged"}
+
+
+def test_eval_of_a_missing_file_is_one_line(capsys):
+    assert run("eval", SAMPLE_CLIP, "no/such/frames.%04d.png") == 2
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_render_writes_a_report(rendered):
+    out, _ = rendered
+    html = (out.parent / "clip.work" / "report.html").read_text()
+    assert "data:image/png;base64" in html and "E_warp" in html

@@ -23,7 +23,7 @@ def write_job(directory: Path, text: str, name: str = "jobs.toml") -> Path:
 
 def test_lists_multiply_and_paths_are_relative_to_the_job_file(tmp_path):
     (tmp_path / "out").mkdir()
-    path = write_job(tmp_path, f'''
+    path = write_job(tmp_path, '''
 output_dir = "out"
 preset = "preview"
 style_weight = 7
@@ -35,7 +35,7 @@ end = 10
 [[render]]
 video = "clip.mp4"
 style = "a.jpg"
-output = "{{video}}-{{style}}.mov"
+output = "{video}-{style}.mov"
 style_weight = 30
 size = 128
 ''')
