@@ -42,9 +42,10 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
         meta = Settings.__dataclass_fields__[name].metadata
         shown = ",".join(defaults[name]) if kind is tuple else defaults[name]
         choices = f" [{'|'.join(meta['choices'])}]" if meta["choices"] and kind is not tuple else ""
+        bare = {"nargs": "?", "const": meta["const"]} if meta["const"] is not None else {}
         group.add_argument(
             "--" + name.replace("_", "-"), dest=name, default=None, metavar=kind.__name__.upper() if kind is not tuple else "A,B",
-            type=str if kind is tuple else kind, help=f"{meta['help']}{choices} (default: {shown})",
+            type=str if kind is tuple else kind, help=f"{meta['help']}{choices} (default: {shown!r})", **bare,
         )
 
 
@@ -53,6 +54,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
+
+
+def _frame_range(text: str) -> tuple[int, int]:
+    """'1001-1120' -> (1001, 1121): inclusive, as farm managers count, to a half-open range."""
+    first, _, last = text.partition("-")
+    try:
+        first_frame, last_frame = int(first), int(last)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a range like 1001-1120") from None
+    if last_frame < first_frame:
+        raise argparse.ArgumentTypeError(f"{text!r} ends before it starts")
+    return first_frame, last_frame + 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write <output>.compare.mp4: source | stylized side by side, with sound")
     previews.add_argument("--contact-sheet", type=_positive_int, metavar="N",
                           help="also write <output>.sheet.png: every Nth frame next to its source")
+    farm = parser.add_argument_group("render farms (see README: frame tokens)")
+    farm.add_argument("--frames", type=_frame_range, metavar="A-B",
+                      help="render only frames A to B, both included, into the work directory; no encoding")
+    farm.add_argument("--assemble", action="store_true",
+                      help="only encode the output from the work directory's frames; refuses if any are missing")
     batch = parser.add_argument_group("batch")
     batch.add_argument("--job", type=Path, help="render every entry of a TOML job file (see pipeline/jobs.py) "
                        "instead of one video; rerun it to resume")
@@ -187,12 +205,23 @@ def main(argv: list[str] | None = None) -> int:
     job = None
     try:
         job = job_from_args(args)
-        with ProgressReporter(quiet=args.quiet) as reporter:
-            output = render.render(job, on_progress=reporter, restart=args.restart)
+        if args.frames:
+            with ProgressReporter(quiet=args.quiet) as reporter:
+                render.render_range(job, *args.frames, on_progress=reporter)
+            print(f"rendered frames {args.frames[0]}-{args.frames[1] - 1} into {job.workdir_path}", file=sys.stderr)
+            return 0
+        if args.assemble:
+            output = render.finish(job, render.prepare(job))
+        else:
+            with ProgressReporter(quiet=args.quiet) as reporter:
+                output = render.render_anywhere(job, reporter, args.restart)
         print(f"wrote {output}", file=sys.stderr)
         for preview in write_previews(args, job):
             print(f"wrote {preview}", file=sys.stderr)
         return 0
+    except RuntimeError as error:  # a part of the render failed (farm.ChunkFailed): not the user's doing
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ENTRY_FAILED
     except InputError as error:
         message = str(error)
         if args.restart:  # running it again *with* --restart would discard what is kept

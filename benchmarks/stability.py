@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import append_results, markdown_table  # noqa: E402
 from pipeline import metrics, render  # noqa: E402
+from pipeline.chunks import Chunk  # noqa: E402
 from pipeline.config import Job, make_settings  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def render_variant(job: Job, frames: int, seed_frame: Path | None) -> Path:
     frames_dir.mkdir(parents=True, exist_ok=True)
     if seed_frame is not None:
         shutil.copy(seed_frame, frames_dir / seed_frame.name)
-    render.render_frames(job, 0, frames)
+    render.render_frames(job, Chunk(0, frames), continue_chain=True)
     return frames_dir
 
 

@@ -27,8 +27,10 @@ INITS = ("content", "previous", "previous-warped")
 FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")
 
 
-def _doc(text: str, choices: tuple[str, ...] = ()) -> Any:
-    return field(metadata={"help": text, "choices": choices})
+def _doc(text: str, choices: tuple[str, ...] = (), const: str | None = None, pixels: bool = True) -> Any:
+    """A setting's help; `const` is its value when its flag is given bare; `pixels` False marks
+    settings that change how a render runs, not what its frames look like."""
+    return field(metadata={"help": text, "choices": choices, "const": const, "pixels": pixels})
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class Settings:
     stop_window: int = _doc("... over this many iterations")
     init: str = _doc("how frames after the first start", INITS)
     flow: str = _doc("optical flow method for warm start and temporal loss", FLOW_METHODS)
+    chunk_size: int = _doc("frames per chunk when a clip is split across workers (Ray)")
+    overlap: int = _doc("warm-up frames before each chunk, cross-faded into the previous chunk's end")
+    ray: str = _doc("render chunks on Ray: '' off, 'local' a cluster on this machine, or a cluster "
+                    "address ('auto', 'ray://host:10001'); a bare --ray means local", const="local", pixels=False)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -57,12 +63,19 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in dataclasses.asdict(self).items()}
 
+    def frame_settings(self) -> dict[str, Any]:
+        """The settings the frames depend on: what a resume must match."""
+        return {name: value for name, value in self.to_dict().items()
+                if Settings.__dataclass_fields__[name].metadata["pixels"]}
+
 
 def _check_setting(item: dataclasses.Field, value: Any) -> None:
     choices = item.metadata["choices"]
     values = value if isinstance(value, tuple) else (value,)
     if choices and any(v not in choices for v in values):
         raise InputError(f"setting {item.name}: {value!r} is not among {', '.join(choices)}")
+    if item.name == "chunk_size" and value < 1:
+        raise InputError(f"setting chunk_size: {value} must be at least 1")
     if isinstance(value, tuple) and not value and item.name != "content_layers":
         raise InputError(f"setting {item.name}: needs at least one layer")
     if isinstance(value, (int, float)) and value < 0:

@@ -230,13 +230,15 @@ def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool, render)
             outcome.total = event.total
         elif isinstance(event, render.FrameDone) and event.result is not None:
             outcome.rendered += 1
+        elif isinstance(event, render.Progressed):  # Ray: frames finished on disk, resumed ones too
+            outcome.rendered = event.done
 
     with progress(outcome.entry) as reporter:
         def on_progress(event) -> None:
             count(event)
             reporter(event)
 
-        render.render(job, on_progress=on_progress, restart=restart and state == "different")
+        render.render_anywhere(job, on_progress=on_progress, restart=restart and state == "different")
     outcome.status = "done"
 
 

@@ -5,7 +5,7 @@ import sys
 
 from tqdm import tqdm
 
-from .render import FrameDone, Started
+from .render import FrameDone, Progressed, Started
 from .stylize import Iterate
 
 
@@ -13,7 +13,7 @@ class ProgressReporter:
     """A render progress callback; `quiet` prints one line per frame, for logs."""
 
     def __init__(self, quiet: bool = False):
-        self.quiet, self.bar, self.frame_loss = quiet, None, None
+        self.quiet, self.bar, self.reported = quiet, None, 0
 
     def __enter__(self) -> "ProgressReporter":
         return self
@@ -29,6 +29,8 @@ class ProgressReporter:
             self.bar.set_postfix_str(f"eval {event.evaluations}, loss {event.loss:.3g}", refresh=False)
         elif isinstance(event, FrameDone):
             self._frame_done(event)
+        elif isinstance(event, Progressed):
+            self._progressed(event)
 
     def _start(self, event: Started) -> None:
         if self.quiet:
@@ -46,3 +48,10 @@ class ProgressReporter:
             r = event.result
             print(f"frame {event.index}: loss {r.losses['total']:.4g}, {r.evaluations} evaluations, "
                   f"{r.seconds:.1f} s, {r.stop_reason}", file=sys.stderr, flush=True)
+
+    def _progressed(self, event: Progressed) -> None:
+        if self.bar is not None and event.done > self.bar.n:
+            self.bar.update(event.done - self.bar.n)
+        elif self.quiet and event.done > self.reported:
+            print(f"{event.done} frames finished", file=sys.stderr, flush=True)
+        self.reported = max(self.reported, event.done)

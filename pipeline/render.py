@@ -1,9 +1,15 @@
 """The frame loop: a work directory of finished frames, resumable at any frame.
 
-`render_frames(job, first, last)` is the one unit of work: it stylizes frames [first, last) of
-the clip into the work directory, skips frames already there and warm-starts from the frame
-before `first` when that one is finished. A whole render, a resumed render and (later) a
-farm worker all make this same call; `assemble` then encodes the frames into the output.
+`render_frames(job, chunk)` is the one unit of work: it stylizes one chunk of the clip into the
+work directory, skipping frames already there and resuming its warm-start chain from its last
+finished frame. A whole render (one chunk), a farm task (`--frames`) and a Ray worker all make
+this same call; `assemble` then blends the chunks' overlaps and encodes the output.
+
+Work directory layout:
+    manifest.json                 what the frames depend on (inputs, settings, weights)
+    frames/NNNNNN.png, stats/     every frame of the clip, by source frame number
+    warmup/FFFFFF/frames, stats/  warm-up frames of the chunk starting at frame FFFFFF
+    final/                        blended frames for encoding (only when there are warm-ups)
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import flow, images, video
+from .chunks import Chunk, blend, blend_weight
 from .config import Job
 from .errors import InputError
 from .files import file_sha256, write_atomically
@@ -39,6 +46,13 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Progressed:
+    """Frames finished so far, counted by a driver that does not render them itself (Ray)."""
+
+    done: int
+
+
+@dataclass(frozen=True)
 class FrameDone:
     """A frame is finished: `result` is None when it was already on disk."""
 
@@ -46,7 +60,7 @@ class FrameDone:
     result: FrameResult | None
 
 
-ProgressCallback = Callable[[Started | Iterate | FrameDone], None]
+ProgressCallback = Callable[[Started | Progressed | Iterate | FrameDone], None]
 
 
 @dataclass(frozen=True)
@@ -74,12 +88,44 @@ def plan(job: Job) -> Plan:
     return Plan(info, video.output_size(info, job.settings.size), job.start, end)
 
 
-def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
-    """Render the job's whole range, resuming what is already done, and encode the output."""
+def prepare(job: Job, restart: bool = False) -> Plan:
+    """Check the inputs and the output, then create or check the work directory."""
     job_plan = plan(job)
     video.check_output(job.output_path)  # before the work directory is created beside it
     WorkDir(job.workdir_path).open(manifest(job, job_plan), restart)
-    render_frames(job, job_plan.start, job_plan.end, on_progress, job_plan)
+    return job_plan
+
+
+def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
+    """Render the job's whole range, resuming what is already done, and encode the output."""
+    job_plan = prepare(job, restart)
+    render_frames(job, Chunk(job_plan.start, job_plan.end), on_progress, job_plan, continue_chain=True)
+    return finish(job, job_plan)
+
+
+def render_anywhere(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
+    """`render`, or its chunks on Ray when the settings name a cluster (Ray loads only then)."""
+    if job.settings.ray:
+        from .farm import render_on_ray
+
+        return render_on_ray(job, on_progress, restart)
+    return render(job, on_progress, restart)
+
+
+def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback | None = None) -> Plan:
+    """A farm task: frames [first, last) as their own chunk (warm-up and all), no encoding.
+    Deterministic and idempotent, so a farm manager may retry it or run ranges side by side."""
+    job_plan = prepare(job)
+    if not job_plan.start <= first < last <= job_plan.end:
+        raise InputError(f"{job.video}: --frames {first}-{last - 1} is outside the clip's frames "
+                         f"{job_plan.start}-{job_plan.end - 1}")
+    chunk = Chunk(first, last, min(job.settings.overlap, first - job_plan.start))
+    render_frames(job, chunk, on_progress, job_plan)
+    return job_plan
+
+
+def finish(job: Job, job_plan: Plan) -> Path:
+    """Encode the output from the finished frames and write the report."""
     output = assemble(job, job_plan)
     write_report_or_warn(job, job_plan)
     return output
@@ -111,20 +157,26 @@ def workdir_state(job: Job) -> str:
 
 
 def render_frames(
-    job: Job, first: int, last: int, on_progress: ProgressCallback | None = None, job_plan: Plan | None = None
+    job: Job, chunk: Chunk, on_progress: ProgressCallback | None = None, job_plan: Plan | None = None,
+    continue_chain: bool = False,
 ) -> list[int]:
-    """Stylize frames [first, last) into the work directory; returns the indices it rendered."""
+    """Stylize the chunk's frames (warm-up included) into the work directory; returns the
+    indices it rendered. With `continue_chain` the chunk's first frame warm-starts from the
+    finished frame before it (a local render resuming); without, it starts cold, so the
+    result does not depend on what other workers have finished (farm and Ray chunks)."""
     job_plan = job_plan or plan(job)
-    work = WorkDir(job.workdir_path)
+    work = ChunkFrames(WorkDir(job.workdir_path), chunk)
     notify = on_progress or (lambda event: None)
-    missing = [i for i in range(first, last) if not work.has(i)]
-    notify(Started(last - first, last - first - len(missing)))
+    indices = range(chunk.begin, chunk.last)
+    missing = [i for i in indices if not work.has(i)]
+    notify(Started(len(indices), len(indices) - len(missing)))
     if not missing:
         return []
     with _out_of_memory_is_an_input_error(job_plan, missing[0]):
         stylizer = _stylizer(job, job_plan)
+    earliest_seed = job_plan.start if continue_chain else chunk.begin
     rendered = []
-    for index, source, previous in _frames_with_previous(job, job_plan, work, missing[0], last):
+    for index, source, previous in _frames_with_previous(job_plan, work, missing[0], chunk.last, earliest_seed):
         if work.has(index):
             continue
         with _out_of_memory_is_an_input_error(job_plan, index):
@@ -169,10 +221,12 @@ class Previous:
     stylized: np.ndarray
 
 
-def _frames_with_previous(job: Job, job_plan: Plan, work: "WorkDir", first: int, last: int) -> Iterator[tuple[int, np.ndarray, Previous | None]]:
+def _frames_with_previous(
+    job_plan: Plan, work: "WorkDir | ChunkFrames", first: int, last: int, earliest_seed: int
+) -> Iterator[tuple[int, np.ndarray, Previous | None]]:
     """Source frames from `first` with the finished frame before each, read back from disk so
     a resumed chain starts from exactly what an uninterrupted one would have."""
-    seed = first - 1 if first > job_plan.start and work.has(first - 1) else first
+    seed = first - 1 if first > earliest_seed and work.has(first - 1) else first
     frames = video.read_frames(job_plan.info, seed, last, job_plan.size)
     previous = None
     for index, source in zip(range(seed, last), frames):
@@ -216,17 +270,20 @@ def assemble(job: Job, job_plan: Plan) -> Path:
     if absent:
         raise InputError(f"{work.path}: frames not rendered yet: {_ranges(absent)}")
     output = job.output_path
+    final = FinalFrames(work, job_plan.start, job.settings.overlap)
     if "%" in output.name:
         for index in range(job_plan.start, job_plan.end):
             with _disk_full_is_an_input_error(output.parent, f"output frame {index}"):
-                images.save_rgb(Path(str(output) % index), work.load(index))
+                images.save_rgb(Path(str(output) % index), final.load(index))
         return output
+    with _disk_full_is_an_input_error(work.path, "the blended frames"):
+        frames = final.folder_for_encoding(job_plan.start, job_plan.end)
     # A render killed while encoding leaves video.encode_video's partial file behind.
     _remove_stale(output.parent.glob(f".{output.stem}.partial-*{output.suffix}"), r"\.partial-(\d+)\.")
     try:
         with _pause_before_rename("encode", output.name):
             video.encode_video(
-                str(work.frame_path("%06d")), job_plan.start, job_plan.end - job_plan.start, output,
+                str(frames / "%06d.png"), job_plan.start, job_plan.end - job_plan.start, output,
                 job_plan.info.fps, audio_from=job.video, audio_start_frame=job_plan.start,
             )
     except RuntimeError as error:  # ffmpeg's own report; a full disk is the user's to fix
@@ -256,13 +313,14 @@ def manifest(job: Job, job_plan: Plan) -> dict:
         "size": list(job_plan.size),
         "fps": str(job_plan.info.fps),
         "weights": {"source": weights.source, "sha256": weights.sha256},
-        "settings": job.settings.to_dict(),
+        "settings": job.settings.frame_settings(),
     }
 
 
 
 class WorkDir:
-    """Finished frames as lossless PNGs plus their statistics, each written atomically."""
+    """Finished frames as lossless PNGs plus their statistics, each written atomically.
+    A chunk's warm-up frames live in a WorkDir of their own inside (`warmup(first)`)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -273,6 +331,13 @@ class WorkDir:
 
     def has(self, index: int) -> bool:
         return self.frame_path(index).is_file()
+
+    def warmup(self, chunk_first: int) -> "WorkDir":
+        return WorkDir(self.path / "warmup" / f"{chunk_first:06d}")
+
+    def warmup_starts(self) -> list[int]:
+        """First frames of the chunks that have warm-up frames here."""
+        return sorted(int(folder.name) for folder in (self.path / "warmup").glob("[0-9]*"))
 
     def load(self, index: int) -> np.ndarray:
         return images.load_rgb(self.frame_path(index))
@@ -327,8 +392,72 @@ class WorkDir:
 
     def remove_stale_temporaries(self) -> None:
         """Temporaries of files.write_atomically (`.NAME.PID.tmp`) whose writer was killed."""
-        for folder in (self.path, self.path / "frames", self.path / "stats"):
-            _remove_stale(folder.glob(".*.tmp"), r"\.(\d+)\.tmp$")
+        warmups = [self.warmup(first).path for first in self.warmup_starts()]
+        for root in (self.path, *warmups):
+            for folder in (root, root / "frames", root / "stats"):
+                _remove_stale(folder.glob(".*.tmp"), r"\.(\d+)\.tmp$")
+
+
+class ChunkFrames:
+    """A chunk's view of the work directory: its own frames in frames/, its warm-up in warmup/."""
+
+    def __init__(self, work: WorkDir, chunk: Chunk):
+        self.path, self.own, self.warmup, self.first = work.path, work, work.warmup(chunk.first), chunk.first
+
+    def _holder(self, index: int) -> WorkDir:
+        return self.own if index >= self.first else self.warmup
+
+    def has(self, index: int) -> bool:
+        return self._holder(index).has(index)
+
+    def load(self, index: int) -> np.ndarray:
+        return self._holder(index).load(index)
+
+    def save(self, index: int, result: FrameResult) -> None:
+        holder = self._holder(index)
+        holder.frame_path(index).parent.mkdir(parents=True, exist_ok=True)
+        (holder.path / "stats").mkdir(exist_ok=True)
+        holder.save(index, result)
+
+
+class FinalFrames:
+    """The frames as encoded: each chunk's own frames, cross-faded over the warm-up of the
+    chunk after it (see chunks.py), so the jump between two warm-start chains is spread out."""
+
+    def __init__(self, work: WorkDir, start: int, overlap: int):
+        self.work = work
+        self.chunks = [Chunk(first, first, min(overlap, first - start)) for first in work.warmup_starts()]
+
+    def _covering(self, index: int) -> list[Chunk]:
+        return [c for c in self.chunks if c.begin <= index < c.first and self.work.warmup(c.first).has(index)]
+
+    def load(self, index: int) -> np.ndarray:
+        frame = self.work.load(index)
+        for chunk in self._covering(index):
+            frame = blend(frame, self.work.warmup(chunk.first).load(index), blend_weight(chunk, index))
+        return frame
+
+    def folder_for_encoding(self, start: int, end: int) -> Path:
+        """frames/ itself when nothing is blended, else final/ with blended frames and links."""
+        if not any(self._covering(i) for i in range(start, end)):
+            return self.work.path / "frames"
+        final = self.work.path / "final"
+        shutil.rmtree(final, ignore_errors=True)
+        final.mkdir()
+        for index in range(start, end):
+            target = final / f"{index:06d}.png"
+            if self._covering(index):
+                images.save_rgb(target, self.load(index))
+            else:
+                _link_or_copy(self.work.frame_path(index), target)
+        return final
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # no copy of every unblended frame where the file system allows
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _remove_stale(paths: Iterator[Path], pid_pattern: str) -> None:

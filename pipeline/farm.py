@@ -1,0 +1,115 @@
+"""Render one clip's chunks as Ray tasks, on one machine or a cluster.
+
+Ray schedules, retries and places the tasks; each task is `render.render_frames` on one chunk,
+given file paths (the job) and never pixels. The driver only counts finished frames on disk
+for the progress bar, then assembles the video exactly as a local render does. Only imported
+when Ray is asked for, so the single-machine path never loads it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+
+from . import render
+from .chunks import Chunk, plan_chunks
+from .config import Job
+
+# Tasks whose worker process dies (a crash, a lost node) are run again this many times; an
+# exception in our own code is not retried: it would fail the same way again.
+MAX_RETRIES = 3
+POLL_SECONDS = 2.0
+
+
+class ChunkFailed(RuntimeError):
+    """Some chunks failed after their retries; rerunning the command resumes them."""
+
+
+def connect(address: str) -> None:
+    """`local` starts a cluster on this machine; anything else joins one ('auto', 'ray://…')."""
+    if ray.is_initialized():
+        return
+    options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    ray.init(address=None if address == "local" else address, **options)
+
+
+def render_on_ray(job: Job, on_progress: render.ProgressCallback | None = None, restart: bool = False) -> Path:
+    job_plan = render.prepare(job, restart)
+    settings = job.settings
+    chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.overlap)
+    connect(settings.ray)
+    task = render_chunk.options(num_gpus=1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0)
+    pending = {task.remote(job, chunk): chunk for chunk in chunks}
+    failures = _wait_for(pending, job, chunks, on_progress or (lambda event: None))
+    if failures:
+        raise ChunkFailed("; ".join(f"{chunk}: {error}" for chunk, error in failures)
+                          + f" (finished frames are kept in {job.workdir_path}; run the same command again to resume)")
+    return render.finish(job, job_plan)
+
+
+def _wait_for(pending: dict, job: Job, chunks: list[Chunk], notify) -> list[tuple[Chunk, str]]:
+    """Wait for every chunk, reporting frames finished on disk; the failures with their errors."""
+    work = render.WorkDir(job.workdir_path)
+    total = sum(chunk.last - chunk.begin for chunk in chunks)
+    notify(render.Started(total, _finished(work, chunks)))
+    failures = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
+        for ref in done:
+            chunk = pending.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as error:  # noqa: BLE001 - a chunk's failure is reported, the others go on
+                failures.append((chunk, _first_line(error)))
+        notify(render.Progressed(_finished(work, chunks)))
+    return failures
+
+
+def _finished(work: render.WorkDir, chunks: list[Chunk]) -> int:
+    return sum(render.ChunkFrames(work, c).has(i) for c in chunks for i in range(c.begin, c.last))
+
+
+def _first_line(error: Exception) -> str:
+    cause = getattr(error, "cause", None) or error  # Ray wraps task errors; the user wants ours
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    return lines[-1] if lines else type(cause).__name__
+
+
+@ray.remote(max_retries=MAX_RETRIES, num_cpus=1)
+def render_chunk(job: Job, chunk: Chunk) -> int:
+    """One chunk in a Ray worker; returns how many frames it rendered (0 when already done)."""
+    _test_crash_once()
+    _configure_tensorflow()
+    return len(render.render_frames(job, chunk))
+
+
+def _configure_tensorflow() -> None:
+    """Before TensorFlow first touches the GPU: take memory as needed (several workers may share
+    a card), and use only the CPU cores Ray gave this task."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialized by an earlier task in this worker: set then
+    cores = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+
+
+# Test hook: with NST_VIDEO_TEST_CRASH_ONCE=<path>, the first task to start kills its own worker
+# process (as an out-of-memory kill or a lost node would) and leaves <path> behind, so that
+# tests/test_farm.py can check that Ray runs the chunk again. Unset outside tests.
+def _test_crash_once() -> None:
+    marker = os.environ.get("NST_VIDEO_TEST_CRASH_ONCE")
+    if marker:
+        try:
+            Path(marker).open("x").close()  # exclusive create: exactly one task crashes
+        except FileExistsError:
+            return
+        os._exit(1)

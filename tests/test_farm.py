@@ -1,0 +1,86 @@
+"""Chunked rendering: farm-manager frame ranges and the Ray backend on a real local cluster (CPU)."""
+import os
+
+import numpy as np
+import pytest
+
+import cli
+from pipeline import video
+from pipeline.images import load_rgb
+
+from conftest import SAMPLE_CLIP, SAMPLE_STYLE
+
+TINY = ["--size", "64", "--first-frame-iterations", "3", "--frame-iterations", "2", "--quiet"]
+CHUNKS = ["--chunk-size", "3", "--overlap", "2"]
+
+
+def run(*args):
+    return cli.main([str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """One local Ray cluster for the session, dashboard off. The crash hook's marker exists
+    (disarmed) until a test deletes it: the next chunk task then kills its worker once."""
+    ray = pytest.importorskip("ray")
+    marker = tmp_path_factory.mktemp("ray") / "crashed"
+    marker.touch()
+    os.environ["NST_VIDEO_TEST_CRASH_ONCE"] = str(marker)  # inherited by the workers
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield marker
+    ray.shutdown()
+    del os.environ["NST_VIDEO_TEST_CRASH_ONCE"]
+
+
+def frames_of(workdir):
+    return sorted(int(p.stem) for p in (workdir / "frames").glob("*.png"))
+
+
+def test_three_chunks_on_ray_match_a_local_render(ray_cluster, tmp_path):
+    local, farmed = tmp_path / "local.mp4", tmp_path / "ray.mp4"
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", local, "--end", 9, *TINY) == 0
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", farmed, "--end", 9, *TINY, *CHUNKS, "--ray") == 0
+    work = tmp_path / "ray.work"
+    assert frames_of(work) == list(range(9))  # every frame exactly once
+    assert sorted(p.name for p in (work / "warmup").iterdir()) == ["000003", "000006"]
+    expected, got = video.probe(local), video.probe(farmed)
+    assert (got.frame_count, got.fps, got.has_audio, got.width) == (expected.frame_count, expected.fps, True, expected.width)
+    # Seams blended: over the warm-up of the chunk starting at 3 (frames 1, 2) the encoded frame
+    # lies strictly between the earlier chunk's frame and the warm-up frame; elsewhere it is the frame.
+    for index in (1, 2):
+        own, warm = load_rgb(work / "frames" / f"{index:06d}.png"), load_rgb(work / "warmup" / "000003" / "frames" / f"{index:06d}.png")
+        final = load_rgb(work / "final" / f"{index:06d}.png").astype(int)
+        assert 0 < np.abs(final - own).mean() < np.abs(warm.astype(int) - own).mean()
+    np.testing.assert_array_equal(load_rgb(work / "final" / "000000.png"), load_rgb(work / "frames" / "000000.png"))
+
+
+def test_a_worker_that_dies_is_retried(ray_cluster, tmp_path):
+    ray_cluster.unlink()  # arm the crash hook: the first chunk task to start kills its worker
+    output = tmp_path / "crash.mp4"
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS, "--ray") == 0
+    assert ray_cluster.exists()  # it did crash once
+    assert video.probe(output).frame_count == 6
+    assert frames_of(tmp_path / "crash.work") == list(range(6))
+
+
+def test_farm_ranges_then_assembly(tmp_path, capsys):
+    output, work = tmp_path / "farm.mp4", tmp_path / "farm.work"
+    common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS]
+    assert run(*common, "--frames", "0-2") == 0
+    assert run(*common, "--assemble") == 2  # frames 3-5 missing: refused, named
+    assert "frames not rendered yet: 3-5" in capsys.readouterr().err
+    assert not output.exists()
+    assert run(*common, "--frames", "3-5") == 0
+    assert frames_of(work) == list(range(6))
+    assert frames_of(work / "warmup" / "000003") == [1, 2]
+    before = {p: p.stat().st_mtime_ns for p in work.rglob("*.png")}
+    assert run(*common, "--frames", "3-5") == 0  # a retried farm task changes nothing
+    assert {p: p.stat().st_mtime_ns for p in work.rglob("*.png")} == before
+    assert run(*common, "--assemble") == 0
+    info = video.probe(output)
+    assert info.frame_count == 6 and info.has_audio and abs(float(info.fps) - 30.02) < 1e-3
+
+
+def test_farm_range_outside_the_clip_is_refused(tmp_path, capsys):
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", tmp_path / "x.mp4", *TINY, "--frames", "30-40") == 2
+    assert "outside the clip's frames 0-35" in capsys.readouterr().err
