@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 import typing
 from pathlib import Path
 
@@ -47,6 +48,27 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"), dest=name, default=None, metavar=kind.__name__.upper() if kind is not tuple else "A,B",
             type=str if kind is tuple else kind, help=f"{meta['help']}{choices} (default: {shown!r})", **bare,
         )
+
+
+def import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up lines (oneDNN, CUDA probing) bypass Python's logging; send
+    them to a scratch file while it imports, and show them only if the import fails."""
+    sink, saved = tempfile.TemporaryFile(), os.dup(2)
+    os.dup2(sink.fileno(), 2)
+    try:
+        import keras  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # probes CUDA now, while quiet
+    except BaseException:
+        os.dup2(saved, 2)
+        sink.seek(0)
+        sys.stderr.write(sink.read().decode(errors="replace"))
+        raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.close()
 
 
 def _positive_int(text: str) -> int:
@@ -199,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_stopped)
     if args.job is not None:
         return run_job_file(args, argv)
-    from pipeline import render  # TensorFlow loads here, after the arguments are known to be sane
+    import_tensorflow_quietly()  # after the arguments are known to be sane
+    from pipeline import render
     from pipeline.progress import ProgressReporter
 
     job = None
