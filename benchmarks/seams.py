@@ -119,7 +119,7 @@ def main(argv=None) -> None:
         table = markdown_table(timings, ["Ray CPU workers", "wall s", "speed-up"])
         print(table)
         append_results("Ray: one vs two workers", table,
-                       f"Same range and settings, overlap 4, a fresh local Ray cluster per row (start-up included).")
+                       "Same range and settings, overlap 4, a fresh local Ray cluster per row (start-up included).")
     shutil.rmtree(root)
 
 

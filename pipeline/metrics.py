@@ -116,7 +116,7 @@ def evaluate_clip(
             f"the source's end ({source_info.frame_count} frames)"
         )
     source = read_frames(source_info, source_start, source_start + count, _size_of(first))
-    clips = _three_clip_errors(source, _chained(first, stylized), method)
+    clips = clip_errors(source, _chained(first, stylized), method)
     return _report(clips, _size_of(first), method)
 
 
@@ -150,15 +150,17 @@ def pair_warping_error(current: np.ndarray, following: np.ndarray, motion: PairM
 
 
 @dataclass(frozen=True)
-class _ClipErrors:
+class ClipErrors:
+    """Per-pair errors of a stylized clip, its source and its flow floor, pair for pair."""
+
     stylized: WarpingError
     source: WarpingError
     floor: WarpingError
 
 
-def _three_clip_errors(
+def clip_errors(
     source: Iterable[np.ndarray], stylized: Iterator[np.ndarray], method: str
-) -> _ClipErrors:
+) -> ClipErrors:
     """Stylized, source and flow-floor errors from one flow computation per pair."""
     first = next(stylized)
     values: dict[str, list[float]] = {"stylized": [], "source": [], "floor": []}
@@ -172,10 +174,10 @@ def _three_clip_errors(
         values["floor"].append(pair_warping_error(floor_previous, floor_next, motion))
         coverage.append(_coverage(motion))
         stylized_previous, floor_previous = stylized_next, floor_next
-    return _ClipErrors(**{name: WarpingError(tuple(v), tuple(coverage)) for name, v in values.items()})
+    return ClipErrors(**{name: WarpingError(tuple(v), tuple(coverage)) for name, v in values.items()})
 
 
-def _report(clips: _ClipErrors, size: tuple[int, int], method: str) -> dict:
+def _report(clips: ClipErrors, size: tuple[int, int], method: str) -> dict:
     return {
         "frames": clips.stylized.frames,
         "size": list(size),

@@ -25,7 +25,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from pipeline import compare, files, images, metrics, video
-from pipeline.flow import warp
 
 REPORT_NAME = "report.html"
 SHEET_CELLS, SHEET_MIN_CELLS, SHEET_MAX_CELLS = 10, 8, 12  # the range at a glance, not a wall of frames
@@ -157,16 +156,11 @@ def warp_curves(workdir: Path, info: video.VideoInfo, size: tuple[int, int], don
 
 
 def _add_run(curves: WarpCurves, run: list[int], sources: Iterable[np.ndarray], stylized: list[np.ndarray]) -> None:
-    # The floor carries the run's first stylized frame along the source flow (see metrics.flow_floor).
-    floor = stylized[0].astype(np.float32) / 255.0
-    motions = metrics.source_motions(sources, (stylized[0].shape[1], stylized[0].shape[0]), WARP_METHOD)
-    for t, (source_t, source_next, motion) in enumerate(motions):
-        floor_next = warp(floor, motion.reverse_flow)
-        curves.pairs.append(run[t])
-        curves.stylized.append(metrics.pair_warping_error(stylized[t], stylized[t + 1], motion))
-        curves.source.append(metrics.pair_warping_error(source_t, source_next, motion))
-        curves.floor.append(metrics.pair_warping_error(floor, floor_next, motion))
-        floor = floor_next
+    errors = metrics.clip_errors(sources, iter(stylized), WARP_METHOD)
+    curves.pairs.extend(run[:-1])
+    curves.stylized.extend(errors.stylized.per_pair)
+    curves.source.extend(errors.source.per_pair)
+    curves.floor.extend(errors.floor.per_pair)
 
 
 # ---------------------------------------------------------------- plots

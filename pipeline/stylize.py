@@ -84,10 +84,8 @@ class Stylizer:
             tape.watch(image)
             features = self.extractor(image)
             terms = {
-                "content": tf.add_n([losses.content_loss(features[n], t) for n, t in self.content_targets.items()])
-                / max(len(self.content_targets), 1) if self.content_targets else tf.constant(0.0),
-                "style": tf.add_n([losses.style_loss(features[n], g) for n, g in self.style_grams.items()])
-                / len(self.style_grams),
+                "content": _mean([losses.content_loss(features[n], t) for n, t in self.content_targets.items()]),
+                "style": _mean([losses.style_loss(features[n], g) for n, g in self.style_grams.items()]),
                 "tv": losses.total_variation(image),
                 "temporal": losses.temporal_loss(image, self.warped, self.reliability),
             }
@@ -130,6 +128,11 @@ class Stylizer:
         """Total loss, its terms and gradient at a Caffe-space image (1, H, W, 3)."""
         total, terms, gradient = self._evaluate(tf.constant(image, tf.float32))
         return float(total), {k: float(v) for k, v in terms.items()}, gradient.numpy()
+
+
+def _mean(terms: list[tf.Tensor]) -> tf.Tensor:
+    """Mean over layers, so adding a layer does not change what a weight means; 0 for none."""
+    return tf.add_n(terms) / len(terms) if terms else tf.constant(0.0)
 
 
 def _ignore(_: Iterate) -> None:
