@@ -118,7 +118,7 @@ def main(argv=None) -> None:
     columns = ["variant", "E_warp", "× cold E_warp", "× flow floor", "content+style", "× cold content+style",
                "evaluations", "× cold evals", "evals to cold quality", "reached", "seconds"]
     table = markdown_table(rows, columns)
-    note = (f"Sample clip first {args.frames} frames at {'native size' if not args.size else args.size} px, "
+    note = (f"Sample clip first {args.frames} frames at {'its own size' if not args.size else f'{args.size} px'}, "
             f"preset `{args.preset}`, style {args.style.name}. Later frames only (frame 0 is shared). "
             f"Source E_warp {cold['source E_warp']:.3g}, flow floor {cold['flow floor']:.3g}. "
             "'content+style' = weighted content + style loss of the final frames (mean over later frames); "

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import flow, images, video
-from .chunks import Chunk, blend, blend_weight
+from .chunks import Chunk, blend, blend_weight, chunk_for_range
 from .config import Job
 from .errors import InputError
 from .files import file_sha256, write_atomically
@@ -119,8 +119,7 @@ def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback 
     if not job_plan.start <= first < last <= job_plan.end:
         raise InputError(f"{job.video}: --frames {first}-{last - 1} is outside the clip's frames "
                          f"{job_plan.start}-{job_plan.end - 1}")
-    chunk = Chunk(first, last, min(job.settings.overlap, first - job_plan.start))
-    render_frames(job, chunk, on_progress, job_plan)
+    render_frames(job, chunk_for_range(job_plan.start, first, last, job.settings.overlap), on_progress, job_plan)
     return job_plan
 
 
