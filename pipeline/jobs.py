@@ -228,7 +228,7 @@ def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool, render)
     def count(event) -> None:
         if isinstance(event, render.Started):
             outcome.total = event.total
-        elif isinstance(event, render.FrameDone) and event.result is not None:
+        elif isinstance(event, render.FrameDone):
             outcome.rendered += 1
         elif isinstance(event, render.Progressed):  # Ray: frames finished on disk, resumed ones too
             outcome.rendered = event.done

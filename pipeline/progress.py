@@ -40,8 +40,6 @@ class ProgressReporter:
         self.bar = tqdm(total=event.total, initial=event.done, unit="frame", dynamic_ncols=True, smoothing=0.1)
 
     def _frame_done(self, event: FrameDone) -> None:
-        if event.result is None:
-            return  # already counted in `initial`
         if self.bar is not None:
             self.bar.update(1)
         elif self.quiet:

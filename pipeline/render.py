@@ -54,10 +54,10 @@ class Progressed:
 
 @dataclass(frozen=True)
 class FrameDone:
-    """A frame is finished: `result` is None when it was already on disk."""
+    """A frame has just been rendered (frames found on disk are counted in `Started.done`)."""
 
     index: int
-    result: FrameResult | None
+    result: FrameResult
 
 
 ProgressCallback = Callable[[Started | Progressed | Iterate | FrameDone], None]
