@@ -31,6 +31,7 @@ from benchmarks.common import append_results, markdown_table  # noqa: E402
 from pipeline import metrics, render  # noqa: E402
 from pipeline.chunks import Chunk  # noqa: E402
 from pipeline.config import Job, make_settings  # noqa: E402
+from pipeline.workdir import WorkDir  # noqa: E402
 
 
 def variants(settings, temporal_weights):
@@ -49,7 +50,7 @@ def variants(settings, temporal_weights):
 
 def render_variant(job: Job, frames: int, seed_frame: Path | None) -> Path:
     """Frames [0, frames) into the job's work directory, frame 0 copied from the baseline."""
-    frames_dir = render.WorkDir(job.workdir_path).frame_path(0).parent
+    frames_dir = WorkDir(job.workdir_path).frame_path(0).parent
     frames_dir.mkdir(parents=True, exist_ok=True)
     if seed_frame is not None:
         shutil.copy(seed_frame, frames_dir / seed_frame.name)
@@ -106,7 +107,7 @@ def main(argv=None) -> None:
         job = Job(video=args.video, style=args.style, settings=variant, workdir=root / name.replace(" ", "_"))
         row = measure(name, job, args.frames, baseline, seed)
         if baseline is None:
-            baseline, seed = later_frame_stats(job.workdir_path, args.frames), render.WorkDir(job.workdir_path).frame_path(0)
+            baseline, seed = later_frame_stats(job.workdir_path, args.frames), WorkDir(job.workdir_path).frame_path(0)
             cold = row
         rows.append(row)
         print(row, flush=True)

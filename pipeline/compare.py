@@ -1,7 +1,7 @@
 """Preview aids for artists: source | stylized pairs as one contact sheet, or as a video.
 
-Both read what a work directory holds (see render.WorkDir: `frames/NNNNNN.png`, numbered by the
-source frame index), so they work on a partial render and never need TensorFlow.
+Both read what a work directory holds (workdir.WorkDir), so they work on a partial render and
+never need TensorFlow.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline import images, video
 from pipeline.errors import InputError
+from pipeline.workdir import WorkDir
 
 FramePair = tuple[int, np.ndarray, np.ndarray]  # (source frame index, source RGB, stylized RGB)
 
@@ -22,18 +23,6 @@ SHEET_GAP = 6  # pixels between cells and around the sheet
 SHEET_BACKGROUND = (32, 32, 36)
 _LABEL_BOX = (0, 0, 0)
 _LABEL_TEXT = (255, 255, 255)
-
-
-# ---------------------------------------------------------------- the work directory on disk
-
-
-def frame_path(workdir: Path, index: int) -> Path:
-    return Path(workdir) / "frames" / f"{index:06d}.png"
-
-
-def finished_frames(workdir: Path, start: int, end: int) -> list[int]:
-    """Indices in [start, end) whose stylized frame is on disk (render.WorkDir's layout)."""
-    return [index for index in range(start, end) if frame_path(workdir, index).is_file()]
 
 
 def pick_every(indices: Sequence[int], every: int) -> list[int]:
@@ -54,7 +43,7 @@ def read_pairs(workdir: Path, info: video.VideoInfo, size: tuple[int, int], indi
     sources = video.read_frames(info, indices[0], indices[-1] + 1, size)
     for index, source in zip(range(indices[0], indices[-1] + 1), sources):
         if index in wanted:
-            yield index, source, images.load_rgb(frame_path(workdir, index))
+            yield index, source, WorkDir(workdir).load(index)
 
 
 def preview_path(output: Path, suffix: str) -> Path:
@@ -131,7 +120,7 @@ def write_contact_sheet(
     every: int, path: Path, columns: int = 4, thumbnail: int = 480,
 ) -> Path:
     """A PNG sheet of every `every`-th finished frame in [start, end) next to its source."""
-    picked = pick_every(finished_frames(workdir, start, end), every)
+    picked = pick_every(WorkDir(workdir).finished(start, end), every)
     if not picked:
         raise InputError(f"{workdir}: no finished frames in {start}-{end - 1} for a contact sheet")
     images.save_rgb(path, contact_sheet(read_pairs(workdir, info, size, picked), columns, thumbnail))
@@ -143,7 +132,7 @@ def write_side_by_side(
     output: Path, audio_from: Path | None = None,
 ) -> Path:
     """A (source | stylized) video of [start, end) at the source's fps, with its sound."""
-    finished = finished_frames(workdir, start, end)
+    finished = WorkDir(workdir).finished(start, end)
     if len(finished) != end - start:
         raise InputError(f"{workdir}: only {len(finished)} of {end - start} frames are rendered; "
                          "the side-by-side video needs all of them")

@@ -9,22 +9,23 @@ import json
 from pathlib import Path
 
 from . import metrics
-from .report import read_stats
+from .workdir import WorkDir
 
 
 def evaluate(source: Path, stylized: Path, start: int = 0, method: str = "dis-medium") -> dict:
     workdir = _workdir_of(stylized)
-    frames = workdir / "frames" if workdir else stylized
+    frames = workdir.frame_path(0).parent if workdir else stylized
     result = metrics.evaluate_clip(source, frames, method=method, source_start=start)
     if workdir is not None:
         indices = sorted(int(p.stem) for p in frames.glob("*.png"))
-        result["per_frame"] = {index: _frame_summary(stats) for index, stats in read_stats(workdir, indices).items()}
+        result["per_frame"] = {index: _frame_summary(stats) for index, stats in workdir.read_stats(indices).items()}
     return result
 
 
-def _workdir_of(stylized: Path) -> Path | None:
-    for candidate in (stylized, stylized.parent):
-        if (candidate / "manifest.json").is_file() and (candidate / "frames").is_dir():
+def _workdir_of(stylized: Path) -> WorkDir | None:
+    """The work directory STYLIZED is, or whose frames folder it is."""
+    for candidate in (WorkDir(stylized), WorkDir(stylized.parent)):
+        if candidate.manifest_path.is_file() and candidate.frame_path(0).parent.is_dir():
             return candidate
     return None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import ray
 
 from . import render
+from .workdir import ChunkFrames, WorkDir
 from .chunks import Chunk, plan_chunks
 from .config import Job
 
@@ -50,7 +51,7 @@ def render_on_ray(job: Job, on_progress: render.ProgressCallback | None = None, 
 
 def _wait_for(pending: dict, job: Job, chunks: list[Chunk], notify) -> list[tuple[Chunk, str]]:
     """Wait for every chunk, reporting frames finished on disk; the failures with their errors."""
-    work = render.WorkDir(job.workdir_path)
+    work = WorkDir(job.workdir_path)
     total = sum(chunk.last - chunk.begin for chunk in chunks)
     notify(render.Started(total, _finished(work, chunks)))
     failures = []
@@ -66,8 +67,8 @@ def _wait_for(pending: dict, job: Job, chunks: list[Chunk], notify) -> list[tupl
     return failures
 
 
-def _finished(work: render.WorkDir, chunks: list[Chunk]) -> int:
-    return sum(render.ChunkFrames(work, c).has(i) for c in chunks for i in range(c.begin, c.last))
+def _finished(work: WorkDir, chunks: list[Chunk]) -> int:
+    return sum(ChunkFrames(work, c).has(i) for c in chunks for i in range(c.begin, c.last))
 
 
 def _first_line(error: Exception) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from pipeline import compare, files, images, metrics, video
+from pipeline.workdir import WorkDir
 
 REPORT_NAME = "report.html"
 SHEET_CELLS, SHEET_MIN_CELLS, SHEET_MAX_CELLS = 10, 8, 12  # the range at a glance, not a wall of frames
@@ -92,29 +92,15 @@ class ReportData:
 
 def gather(workdir: Path, video_path: Path, start: int, end: int, size: tuple[int, int], output_path: Path | None) -> ReportData:
     info = video.probe(video_path)
-    done = compare.finished_frames(workdir, start, end)
+    work = WorkDir(workdir)
+    done = work.finished(start, end)
     every = sheet_every(len(done))
     sheet = None
     if done:
         pairs = compare.read_pairs(workdir, info, size, compare.pick_every(done, every))
         sheet = compare.contact_sheet(pairs, SHEET_COLUMNS, SHEET_THUMBNAIL, SHEET_BACKGROUND)
-    return ReportData(workdir, video_path, output_path, start, end, size, info, read_manifest(workdir), done,
-                      read_stats(workdir, done), every, sheet, warp_curves(workdir, info, size, done))
-
-
-def read_manifest(workdir: Path) -> dict:
-    path = workdir / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def read_stats(workdir: Path, indices: Iterable[int]) -> dict[int, dict]:
-    """Per-frame stats; a frame whose PNG landed but whose stats did not (a crash) is left out."""
-    stats = {}
-    for index in indices:
-        path = workdir / "stats" / f"{index:06d}.json"
-        if path.is_file():
-            stats[index] = json.loads(path.read_text())
-    return stats
+    return ReportData(workdir, video_path, output_path, start, end, size, info, work.read_manifest() or {}, done,
+                      work.read_stats(done), every, sheet, warp_curves(workdir, info, size, done))
 
 
 def sheet_every(count: int) -> int:
@@ -150,7 +136,7 @@ def warp_curves(workdir: Path, info: video.VideoInfo, size: tuple[int, int], don
         if len(run) < 2:
             continue
         sources = video.read_frames(info, run[0], run[-1] + 1, size)
-        stylized = [images.load_rgb(compare.frame_path(workdir, index)) for index in run]
+        stylized = [WorkDir(workdir).load(index) for index in run]
         _add_run(curves, run, sources, stylized)
     return curves
 
