@@ -3,11 +3,13 @@
     python benchmarks/stability.py [--frames 12] [--size 0] [--preset default]
 
 Renders the first N frames once per variant, each from the same first frame (the cold
-baseline's), and reports for the later frames:
-- E_warp (Lai et al. 2018) of the PNG frames, with its ratio to the cold per-frame baseline,
-  to the flow floor (the first frame carried along the flow) and the source's own E_warp;
-- the mean content + style (+ TV) loss, as a ratio to the cold baseline's, because stability
-  bought by ignoring the content is worthless;
+baseline's), and reports:
+- E_warp (Lai et al. 2018) of the PNG frames, measured with an estimator the render does not
+  use (metrics.EVALUATION_FLOW, DeepFlow), with its ratio to the cold per-frame baseline and to
+  the per-pair flow floor (each frame carried one step along the render's flow; a ratio of means);
+- structure (edge correlation with the source, mean over frames) and its drift (last quarter ÷
+  first quarter), and the mean content + style loss of the later frames, each as a ratio to the
+  cold baseline's, because stability bought by ignoring the content is worthless;
 - mean evaluations and seconds per frame, and how many evaluations a frame needed to reach
   the loss the cold baseline reached with its full budget (time to quality).
 The table is printed and appended to benchmarks/RESULTS.md with the command and the machine.
@@ -48,12 +50,13 @@ def variants(settings, temporal_weights):
     return chosen
 
 
-def render_variant(job: Job, frames: int, seed_frame: Path | None) -> Path:
-    """Frames [0, frames) into the job's work directory, frame 0 copied from the baseline."""
+def render_variant(job: Job, frames: int, seed_workdir: Path | None) -> Path:
+    """Frames [0, frames) into the job's work directory, frame 0 (and its stats) from the baseline."""
     frames_dir = WorkDir(job.workdir_path).frame_path(0).parent
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    if seed_frame is not None:
-        shutil.copy(seed_frame, frames_dir / seed_frame.name)
+    if seed_workdir is not None:
+        for folder, name in (("frames", "000000.png"), ("stats", "000000.json")):
+            (job.workdir_path / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(seed_workdir / folder / name, job.workdir_path / folder / name)
     render.render_frames(job, Chunk(0, frames), continue_chain=True)
     return frames_dir
 
@@ -67,9 +70,9 @@ def evaluations_to_reach(trace: list, target: float) -> float:
     return next((evals for evals, _, quality in trace if quality <= target), np.inf)
 
 
-def measure(name, job, frames, baseline_stats, seed_frame):
-    frames_dir = render_variant(job, frames, seed_frame)
-    report = metrics.evaluate_clip(job.video, frames_dir, method="dis-medium")
+def measure(name, job, frames, baseline_stats, seed_workdir):
+    frames_dir = render_variant(job, frames, seed_workdir)
+    report = metrics.evaluate_clip(job.video, frames_dir, metrics.EVALUATION_FLOW, carry_flow=job.settings.flow)
     stats = later_frame_stats(job.workdir_path, frames)
     settings = job.settings
     content_style = [settings.content_weight * s["losses"]["content"] + settings.style_weight * s["losses"]["style"]
@@ -80,6 +83,9 @@ def measure(name, job, frames, baseline_stats, seed_frame):
         "E_warp": report["stylized"],
         "source E_warp": report["source"],
         "flow floor": report["flow_floor"],
+        "× flow floor": report["ratio_to_floor"],
+        "structure": report["structure"],
+        "drift": report["structure_drift"],
         "content+style": float(np.mean(content_style)),
         "evaluations": float(np.mean([s["evaluations"] for s in stats])),
         "seconds": float(np.mean([s["seconds"] for s in stats])),
@@ -97,6 +103,7 @@ def main(argv=None) -> None:
     parser.add_argument("--video", type=Path, default=REPO / "samples" / "realshort.mp4")
     parser.add_argument("--style", type=Path, default=REPO / "samples" / "kandinsky.jpg")
     parser.add_argument("--keep", type=Path, help="keep the rendered frames here")
+    parser.add_argument("--print-only", action="store_true", help="print the table; do not append it to RESULTS.md")
     args = parser.parse_args(argv)
 
     settings = make_settings(args.preset, {"size": args.size})
@@ -107,27 +114,32 @@ def main(argv=None) -> None:
         job = Job(video=args.video, style=args.style, settings=variant, workdir=root / name.replace(" ", "_"))
         row = measure(name, job, args.frames, baseline, seed)
         if baseline is None:
-            baseline, seed = later_frame_stats(job.workdir_path, args.frames), WorkDir(job.workdir_path).frame_path(0)
+            baseline, seed = later_frame_stats(job.workdir_path, args.frames), job.workdir_path
             cold = row
         rows.append(row)
         print(row, flush=True)
     for row in rows:
         row["× cold E_warp"] = row["E_warp"] / cold["E_warp"]
-        row["× flow floor"] = row["E_warp"] / row["flow floor"]
+        row["× cold structure"] = row["structure"] / cold["structure"]
         row["× cold content+style"] = row["content+style"] / cold["content+style"]
         row["× cold evals"] = row["evaluations"] / cold["evaluations"]
-    columns = ["variant", "E_warp", "× cold E_warp", "× flow floor", "content+style", "× cold content+style",
-               "evaluations", "× cold evals", "evals to cold quality", "reached", "seconds"]
+    columns = ["variant", "E_warp", "× cold E_warp", "× flow floor", "structure", "× cold structure", "drift",
+               "content+style", "× cold content+style", "evaluations", "× cold evals", "evals to cold quality",
+               "reached", "seconds"]
     table = markdown_table(rows, columns)
     note = (f"Sample clip first {args.frames} frames at {'its own size' if not args.size else f'{args.size} px'}, "
-            f"preset `{args.preset}`, style {args.style.name}. Later frames only (frame 0 is shared). "
-            f"Source E_warp {cold['source E_warp']:.3g}, flow floor {cold['flow floor']:.3g}. "
+            f"preset `{args.preset}`, style {args.style.name}. E_warp measured with {metrics.EVALUATION_FLOW} "
+            f"(the render uses {settings.flow}); × flow floor = mean E_warp ÷ mean per-pair floor (stylized frame t "
+            f"carried one step along {settings.flow}, measured the same way). Structure over all frames (frame 0 is "
+            "shared); drift = last quarter ÷ first quarter. Losses and evaluations: later frames only. "
+            f"Source E_warp {cold['source E_warp']:.3g}, cold baseline's floor {cold['flow floor']:.3g}. "
             "'content+style' = weighted content + style loss of the final frames (mean over later frames); "
             "'evals to cold quality' = median evaluations until a frame's loss without the temporal term "
             "(content + style + TV) reached the cold baseline's final loss for that frame "
             f"('reached' of {args.frames - 1} frames got there).")
     print(table)
-    append_results("Temporal stability and time to quality", table, note)
+    if not args.print_only:
+        append_results("Temporal stability and time to quality", table, note)
     if not args.keep:
         shutil.rmtree(root)
 

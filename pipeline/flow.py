@@ -8,10 +8,16 @@ current frame, use ``warp(prev_stylized, optical_flow(current, previous))``.
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
-FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")
+from .config import FLOW_METHODS  # noqa: F401 - what a render may warm-start with (a setting's choices)
+
+# Measuring only: DeepFlow is ~20x slower than DIS medium, but shares nothing with DIS, so the
+# optimizer cannot have fitted the instrument that judges it.
+EVALUATION_ONLY_FLOW_METHODS = ("deepflow",)
 _ALIASES = {"dis": "dis-medium"}
 _DIS_PRESETS = {
     "dis-fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -29,11 +35,15 @@ _EDGE_RELATIVE = 0.01
 _EDGE_ABSOLUTE = 0.002
 
 
-def canonical_method(method: str) -> str:
-    """The canonical name of a flow method; ValueError naming the choices if unknown."""
+def canonical_method(method: str, for_evaluation: bool = False) -> str:
+    """The canonical name of a flow method; ValueError naming the choices if unknown.
+
+    `for_evaluation` also admits the methods only measurements use (EVALUATION_ONLY_FLOW_METHODS).
+    """
+    known = FLOW_METHODS + (EVALUATION_ONLY_FLOW_METHODS if for_evaluation else ())
     name = _ALIASES.get(method, method)
-    if name not in FLOW_METHODS:
-        choices = ", ".join(FLOW_METHODS + tuple(_ALIASES))
+    if name not in known:
+        choices = ", ".join(known + tuple(_ALIASES))
         raise ValueError(f"unknown optical flow method {method!r}; choose one of: {choices}")
     return name
 
@@ -43,17 +53,29 @@ def optical_flow(source: np.ndarray, target: np.ndarray, method: str = "dis-medi
 
     ``source`` and ``target`` are RGB uint8 HxWx3 (grayscale HxW is accepted too).
     """
-    name = canonical_method(method)
+    name = canonical_method(method, for_evaluation=True)
     if source.shape != target.shape:
         raise ValueError(f"frames differ in shape: {source.shape} vs {target.shape}")
     source_gray, target_gray = _to_gray(source), _to_gray(target)
     if name == "farneback":
         flow = cv2.calcOpticalFlowFarneback(source_gray, target_gray, None, **_FARNEBACK)
+    elif name == "deepflow":
+        flow = _deepflow().calc(source_gray, target_gray, None)
     else:
         # A fresh object per call: DIS keeps state and is not safe to share across threads.
         dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[name])
         flow = dis.calc(source_gray, target_gray, None)
     return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+_PER_THREAD = threading.local()
+
+
+def _deepflow() -> cv2.DenseOpticalFlow:
+    """DeepFlow, made once per thread and reused (like DIS, an OpenCV flow object is not for sharing across threads)."""
+    if not hasattr(_PER_THREAD, "deepflow"):
+        _PER_THREAD.deepflow = cv2.optflow.createOptFlow_DeepFlow()
+    return _PER_THREAD.deepflow
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Temporal stability of a stylized clip: the warping error E_warp of Lai et al. 2018.
+"""How good a stylized clip is: temporal stability (E_warp, Lai et al. 2018, with its flow
+floor) and content fidelity (structure), measured in one pass over source and stylized frames.
 
-For each consecutive pair (t, t+1) the flow is computed on the SOURCE frames, never on the
-stylized ones (a flickering output must not get to explain its own flicker away):
+E_warp. For each consecutive pair (t, t+1) the flow is computed on the SOURCE frames, never on
+the stylized ones (a flickering output must not get to explain its own flicker away):
 
     w_t  = optical_flow(S_t, S_{t+1})         S_t(x) ≈ S_{t+1}(x + w_t(x)), brings t+1 onto t
     M_t  = reliability(w_t, optical_flow(S_{t+1}, S_t))      0 where occluded / out of frame
@@ -12,8 +13,27 @@ reference code (its mask is read back as a 3-channel image, so its N counts pixe
 are comparable to the literature (~1e-3 … 1e-2).  A pair whose mask is empty (a scene cut) has
 no defined error: it is NaN and left out of the mean, where the reference would report 0.
 
-The "flow floor" clip carries the first stylized frame along the source's flow with no
-optimization; its E_warp is the least a textured output can show (see DESIGN.md §2).
+The estimator (the flow behind w_t and M_t) defaults to DeepFlow, which shares nothing with the
+DIS flow a render warm-starts and builds its temporal loss from: measured with the render's own
+flow on the same frames, the optimizer has fitted the instrument and the figure flatters.
+
+Flow floor, per pair: stylized frame t carried one step along the render's flow (source t+1 → t),
+measured against frame t with the estimator's flow and mask: what a warm start alone would show,
+blurred once by bilinear resampling and judged by a flow that disagrees a little with the render's.
+About the least flicker a textured output shows; an output below it has usually lost texture
+(a chain that blurs frame after frame flickers less), so read it with the texture energy.
+It is per pair on purpose: carrying one frame through the whole clip blurs it a little more at
+every step, so such a floor sinks with clip length and every real output looks far above it.
+E_warp ÷ floor is a ratio of means (mean E(t) ÷ mean floor(t)): a nearly still pair has a floor
+near 0 and would dominate a mean of per-pair ratios.
+
+Structure, per frame: the Pearson correlation between the gradient magnitudes (Sobel on grey
+after a Gaussian blur of sigma 2 px) of the source frame and the stylized frame at output size;
+1 = the same edges, ~0 = unrelated. A low E_warp is worthless when the output has lost the
+content (the same painting on every frame is perfectly stable), so the two go together.
+Drift = mean structure of the last quarter of the frames ÷ that of the first quarter.
+Texture energy, per frame: the variance of the Laplacian of the grey stylized frame (grey in
+[0, 1]); it falls where frames are blurred or washed out, e.g. ghosts at chunk seams.
 """
 
 from __future__ import annotations
@@ -23,18 +43,26 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
+from pipeline.config import read_preset
 from pipeline.errors import InputError
 from pipeline.flow import canonical_method, optical_flow, reliability, warp
 from pipeline.images import load_rgb
 from pipeline.video import probe, read_frames
 
+EVALUATION_FLOW = "deepflow"  # independent of every flow a render can use; "farneback" is the fast alternative
+STRUCTURE_BLUR_SIGMA = 2.0  # px: edges of the content, not of the brush strokes
 _SEQUENCE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 _PRINTF_NUMBER = re.compile(r"%0?(\d*)d")
+
+
+def default_render_flow() -> str:
+    """The flow a render uses unless told otherwise: what the floor is carried along by default."""
+    return read_preset("default")["flow"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +74,7 @@ class WarpingError:
 
     @property
     def mean(self) -> float:
-        defined = [value for value in self.per_pair if not math.isnan(value)]
-        return float(np.mean(defined)) if defined else math.nan
+        return defined_mean(self.per_pair)
 
     @property
     def frames(self) -> int:
@@ -63,74 +90,83 @@ class PairMotion:
     mask: np.ndarray  # reliability of `flow`: 1 where frame t's pixel is visible in t+1
 
 
+@dataclass(frozen=True)
+class ClipMeasures:
+    """Everything measured on one clip: per pair (t, t+1) and per frame, with the flows used."""
+
+    estimator: str  # the evaluation's flow: E_warp's warp and mask
+    carry_flow: str  # the render's flow, that carried each frame one step for the floor
+    stylized: WarpingError
+    source: WarpingError  # the source's own E_warp: context, not a target
+    floor: WarpingError  # per-pair flow floor
+    structure: tuple[float, ...]  # per frame
+    texture: tuple[float, ...]  # per frame, of the stylized frame
+
+    @property
+    def ratio_to_floor(self) -> float:
+        """Mean E_warp ÷ mean per-pair floor (a ratio of means)."""
+        return ratio(self.stylized.mean, self.floor.mean)
+
+    @property
+    def structure_mean(self) -> float:
+        return defined_mean(self.structure)
+
+    @property
+    def structure_drift(self) -> float:
+        return drift(self.structure)
+
+
 # ---------------------------------------------------------------- public API
 
 
-def warping_error(
+def measure_clip(
     source_frames: Iterable[np.ndarray],
     stylized_frames: Iterable[np.ndarray],
-    method: str = "dis-medium",
-) -> WarpingError:
-    """E_warp of `stylized_frames`, with flow and occlusion mask taken from `source_frames`.
+    estimator: str = EVALUATION_FLOW,
+    carry_flow: str | None = None,
+) -> ClipMeasures:
+    """E_warp, source E_warp, per-pair floor, structure and texture of a clip, in one pass.
 
-    Both are RGB uint8 HxWx3; the source is resized to the stylized size so the flow is
-    measured at the output resolution. Frames are consumed one pair at a time (streams are fine).
+    Both clips are RGB uint8 HxWx3 and as long as each other; the source is resized to the
+    stylized size, so flow and structure are measured at the output resolution. Frames are
+    consumed one pair at a time (streams are fine). `carry_flow` is the render's flow method
+    (default: the default preset's).
     """
+    estimator = canonical_method(estimator, for_evaluation=True)
+    carry_flow = canonical_method(carry_flow or default_render_flow())
     stylized = iter(stylized_frames)
-    first = _first_frame(stylized, "stylized")
-    motions = source_motions(source_frames, _size_of(first), method)
-    return _errors_along(motions, _chained(first, stylized))
+    stylized_t = _first_frame(stylized, "stylized")
+    sources = (_resized(frame, _size_of(stylized_t)) for frame in source_frames)
+    source_t = _first_frame(sources, "source")
+    per_frame = [_frame_values(source_t, stylized_t)]
+    per_pair: list[tuple[float, float, float, float]] = []
+    for source_next in sources:
+        stylized_next = _next_frame(stylized, len(per_frame))
+        motion = pair_motion(source_t, source_next, estimator)
+        per_pair.append((
+            pair_warping_error(stylized_t, stylized_next, motion),
+            pair_warping_error(source_t, source_next, motion),
+            pair_floor(source_t, source_next, stylized_t, motion, carry_flow),
+            _coverage(motion),
+        ))
+        per_frame.append(_frame_values(source_next, stylized_next))
+        source_t, stylized_t = source_next, stylized_next
+    _require_exhausted(stylized, len(per_frame))
+    return _clip_measures(estimator, carry_flow, per_pair, per_frame)
 
 
-def flow_floor(
-    source_frames: Iterable[np.ndarray], first_stylized: np.ndarray, method: str = "dis-medium"
-) -> list[np.ndarray]:
-    """The first stylized frame carried along the source flow, unoptimized (uint8 RGB frames).
-
-    Frame t+1 = warp(frame t, flow of source t+1 → t). It is carried in float so that rounding
-    does not accumulate; newly entering areas repeat the border (warp's BORDER_REPLICATE).
-    """
-    motions = source_motions(source_frames, _size_of(first_stylized), method)
-    return [_to_uint8(frame) for frame in _carried_along(_to_unit(first_stylized), motions)]
+def warping_error(
+    source_frames: Iterable[np.ndarray], stylized_frames: Iterable[np.ndarray], estimator: str = EVALUATION_FLOW
+) -> WarpingError:
+    """E_warp of `stylized_frames`, with flow and occlusion mask taken from `source_frames`."""
+    return measure_clip(source_frames, stylized_frames, estimator).stylized
 
 
-def evaluate_clip(
-    source_path: str | os.PathLike,
-    stylized_path: str | os.PathLike,
-    method: str = "dis-medium",
-    source_start: int = 0,
-) -> dict:
-    """E_warp of a stylized clip next to the source's own and the flow floor's (JSON-ready).
-
-    `stylized_path` is a video, a directory of image frames (sorted by name) or a printf pattern
-    such as ``out/frame.%04d.png``. Its frame i shows source frame ``source_start + i``; the
-    source is decoded at the stylized size. Flow is computed once per pair for all three clips.
-    """
-    method = canonical_method(method)  # fail before decoding anything, report the real name
-    count, stylized = _open_stylized(stylized_path)
-    first = _first_frame(stylized, str(stylized_path))
-    source_info = probe(source_path)
-    if source_start + count > source_info.frame_count:
-        raise InputError(
-            f"{stylized_path}: {count} stylized frames from source frame {source_start} run past "
-            f"the source's end ({source_info.frame_count} frames)"
-        )
-    source = read_frames(source_info, source_start, source_start + count, _size_of(first))
-    clips = clip_errors(source, _chained(first, stylized), method)
-    return _report(clips, _size_of(first), method)
-
-
-def source_motions(
-    source_frames: Iterable[np.ndarray], size: tuple[int, int], method: str = "dis-medium"
-) -> Iterator[tuple[np.ndarray, np.ndarray, PairMotion]]:
-    """(source t, source t+1, motion t → t+1) for each consecutive pair, at size=(width, height)."""
-    frames = (_resized(frame, size) for frame in source_frames)
-    previous = _first_frame(frames, "source")
-    for current in frames:
-        flow = optical_flow(previous, current, method)
-        reverse_flow = optical_flow(current, previous, method)
-        yield previous, current, PairMotion(flow, reverse_flow, reliability(flow, reverse_flow))
-        previous = current
+def pair_motion(current: np.ndarray, following: np.ndarray, estimator: str = EVALUATION_FLOW) -> PairMotion:
+    """Flow both ways between source frames t and t+1 (same size), and the occlusion mask."""
+    flow = optical_flow(current, following, estimator)
+    reverse_flow = optical_flow(following, current, estimator)
+    return PairMotion(flow, reverse_flow, reliability(flow, reverse_flow))
 
 
 def pair_warping_error(current: np.ndarray, following: np.ndarray, motion: PairMotion) -> float:
@@ -146,84 +182,137 @@ def pair_warping_error(current: np.ndarray, following: np.ndarray, motion: PairM
     return float((motion.mask * squared).sum() / weight)
 
 
-# ---------------------------------------------------------------- one pass, three clips
+def pair_floor(
+    source_t: np.ndarray, source_next: np.ndarray, stylized_t: np.ndarray, motion: PairMotion, carry_flow: str
+) -> float:
+    """The floor of pair (t, t+1): stylized t carried to t+1 along the render's flow, as a render's
+    warm start would place it, then measured like a real pair (the estimator's flow and mask)."""
+    carried = warp(_to_unit(stylized_t), optical_flow(source_next, source_t, carry_flow))
+    return pair_warping_error(stylized_t, carried, motion)
 
 
-@dataclass(frozen=True)
-class ClipErrors:
-    """Per-pair errors of a stylized clip, its source and its flow floor, pair for pair."""
+def structure(source: np.ndarray, stylized: np.ndarray) -> float:
+    """Pearson correlation of the two frames' gradient magnitudes, at the stylized frame's size.
 
-    stylized: WarpingError
-    source: WarpingError
-    floor: WarpingError
-
-
-def clip_errors(
-    source: Iterable[np.ndarray], stylized: Iterator[np.ndarray], method: str
-) -> ClipErrors:
-    """Stylized, source and flow-floor errors from one flow computation per pair."""
-    first = next(stylized)
-    values: dict[str, list[float]] = {"stylized": [], "source": [], "floor": []}
-    coverage: list[float] = []
-    stylized_previous, floor_previous = first, _to_unit(first)
-    for source_t, source_next, motion in source_motions(source, _size_of(first), method):
-        stylized_next = _next_frame(stylized, len(coverage) + 1)
-        floor_next = warp(floor_previous, motion.reverse_flow)
-        values["stylized"].append(pair_warping_error(stylized_previous, stylized_next, motion))
-        values["source"].append(pair_warping_error(source_t, source_next, motion))
-        values["floor"].append(pair_warping_error(floor_previous, floor_next, motion))
-        coverage.append(_coverage(motion))
-        stylized_previous, floor_previous = stylized_next, floor_next
-    return ClipErrors(**{name: WarpingError(tuple(v), tuple(coverage)) for name, v in values.items()})
+    NaN when either frame has no gradient at all (a flat frame correlates with nothing).
+    """
+    return _pearson(gradient_magnitude(_resized(source, _size_of(stylized))), gradient_magnitude(stylized))
 
 
-def _report(clips: ClipErrors, size: tuple[int, int], method: str) -> dict:
-    return {
-        "frames": clips.stylized.frames,
-        "size": list(size),
-        "method": method,
-        "stylized": clips.stylized.mean,
-        "source": clips.source.mean,
-        "flow_floor": clips.floor.mean,
-        "ratio_to_source": _ratio(clips.stylized.mean, clips.source.mean),
-        "ratio_to_floor": _ratio(clips.stylized.mean, clips.floor.mean),
-        "per_pair": list(clips.stylized.per_pair),
-        "coverage": list(clips.stylized.coverage),
-    }
+def gradient_magnitude(rgb: np.ndarray) -> np.ndarray:
+    """|Sobel| of the grey frame (in [0, 1]) after a Gaussian blur of STRUCTURE_BLUR_SIGMA px."""
+    blurred = cv2.GaussianBlur(_grey(rgb), (0, 0), STRUCTURE_BLUR_SIGMA)
+    return np.hypot(cv2.Sobel(blurred, cv2.CV_32F, 1, 0), cv2.Sobel(blurred, cv2.CV_32F, 0, 1))
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def texture_energy(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey frame (in [0, 1]): how much fine detail it holds."""
+    return float(cv2.Laplacian(_grey(rgb), cv2.CV_32F).var())
+
+
+def drift(per_frame: Sequence[float]) -> float:
+    """Mean of the last quarter ÷ mean of the first quarter (one frame each when fewer than 8)."""
+    if len(per_frame) < 2:
+        return math.nan
+    quarter = max(1, len(per_frame) // 4)
+    return ratio(defined_mean(per_frame[-quarter:]), defined_mean(per_frame[:quarter]))
+
+
+def defined_mean(values: Iterable[float]) -> float:
+    """Mean of the values that are not NaN (NaN: a pair across a cut, a flat frame); NaN if none."""
+    defined = [value for value in values if not math.isnan(value)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
+def ratio(numerator: float, denominator: float) -> float:
     # A perfectly still source has E_warp 0: report inf (or NaN for 0/0) rather than crash.
     if denominator == 0.0:
         return math.nan if numerator == 0.0 else math.inf
     return numerator / denominator
 
 
+def evaluate_clip(
+    source_path: str | os.PathLike,
+    stylized_path: str | os.PathLike,
+    estimator: str = EVALUATION_FLOW,
+    source_start: int = 0,
+    carry_flow: str | None = None,
+) -> dict:
+    """measure_clip of files, as a JSON-ready dict (means, ratios and the per-pair/per-frame lists).
+
+    `stylized_path` is a video, a directory of image frames (sorted by name) or a printf pattern
+    such as ``out/frame.%04d.png``. Its frame i shows source frame ``source_start + i``; the
+    source is decoded at the stylized size.
+    """
+    estimator = canonical_method(estimator, for_evaluation=True)  # fail before decoding anything
+    count, stylized = _open_stylized(stylized_path)
+    first = _first_frame(stylized, str(stylized_path))
+    source = read_source(source_path, source_start, count, _size_of(first), stylized_path)
+    measures = measure_clip(source, _chained(first, stylized), estimator, carry_flow)
+    return report_dict(measures, _size_of(first))
+
+
+def read_source(
+    source_path: str | os.PathLike, start: int, count: int, size: tuple[int, int], shown_by: object
+) -> Iterator[np.ndarray]:
+    """Source frames [start, start + count) at `size`; InputError if the source is shorter."""
+    info = probe(source_path)
+    if start + count > info.frame_count:
+        raise InputError(
+            f"{shown_by}: {count} stylized frames from source frame {start} run past "
+            f"the source's end ({info.frame_count} frames)"
+        )
+    return read_frames(info, start, start + count, size)
+
+
+def report_dict(measures: ClipMeasures, size: tuple[int, int]) -> dict:
+    """The JSON form of `measures`: every figure next to the names of the flows behind it."""
+    return {
+        "frames": measures.stylized.frames,
+        "size": list(size),
+        "estimator": measures.estimator,
+        "carry_flow": measures.carry_flow,
+        "stylized": measures.stylized.mean,
+        "source": measures.source.mean,
+        "flow_floor": measures.floor.mean,
+        "ratio_to_source": ratio(measures.stylized.mean, measures.source.mean),
+        "ratio_to_floor": measures.ratio_to_floor,
+        "per_pair": list(measures.stylized.per_pair),
+        "floor_per_pair": list(measures.floor.per_pair),
+        "source_per_pair": list(measures.source.per_pair),
+        "coverage": list(measures.stylized.coverage),
+        "structure": measures.structure_mean,
+        "structure_drift": measures.structure_drift,
+        "structure_per_frame": list(measures.structure),
+        "texture_energy_per_frame": list(measures.texture),
+    }
+
+
 # ---------------------------------------------------------------- helpers
 
 
-def _errors_along(
-    motions: Iterator[tuple[np.ndarray, np.ndarray, PairMotion]], stylized: Iterator[np.ndarray]
-) -> WarpingError:
-    previous = next(stylized)
-    values, coverage = [], []
-    for _, _, motion in motions:
-        following = _next_frame(stylized, len(values) + 1)
-        values.append(pair_warping_error(previous, following, motion))
-        coverage.append(_coverage(motion))
-        previous = following
-    _require_exhausted(stylized, len(values) + 1)
-    return WarpingError(tuple(values), tuple(coverage))
+def _frame_values(source: np.ndarray, stylized: np.ndarray) -> tuple[float, float]:
+    return structure(source, stylized), texture_energy(stylized)
 
 
-def _carried_along(
-    first: np.ndarray, motions: Iterator[tuple[np.ndarray, np.ndarray, PairMotion]]
-) -> Iterator[np.ndarray]:
-    frame = first
-    yield frame
-    for _, _, motion in motions:
-        frame = warp(frame, motion.reverse_flow)
-        yield frame
+def _clip_measures(
+    estimator: str, carry_flow: str, per_pair: list[tuple[float, float, float, float]], per_frame: list[tuple[float, float]]
+) -> ClipMeasures:
+    stylized, source, floor, coverage = (tuple(column) for column in zip(*per_pair)) if per_pair else ((),) * 4
+    structures, textures = (tuple(column) for column in zip(*per_frame))
+    return ClipMeasures(estimator, carry_flow, WarpingError(stylized, coverage), WarpingError(source, coverage),
+                        WarpingError(floor, coverage), structures, textures)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64).ravel() - a.mean()
+    b = b.astype(np.float64).ravel() - b.mean()
+    norm = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / norm if norm > 0.0 else math.nan
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
 
 def _coverage(motion: PairMotion) -> float:
@@ -235,10 +324,6 @@ def _to_unit(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame.astype(np.float32) / 255.0
     return frame.astype(np.float32, copy=False)
-
-
-def _to_uint8(frame: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _size_of(frame: np.ndarray) -> tuple[int, int]:
@@ -326,11 +411,18 @@ def _pattern_files(pattern: Path) -> list[Path]:
 
 
 __all__ = [
+    "EVALUATION_FLOW",
+    "ClipMeasures",
     "PairMotion",
     "WarpingError",
+    "defined_mean",
+    "drift",
     "evaluate_clip",
-    "flow_floor",
+    "measure_clip",
+    "pair_floor",
+    "pair_motion",
     "pair_warping_error",
-    "source_motions",
+    "structure",
+    "texture_energy",
     "warping_error",
 ]

@@ -24,7 +24,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from pipeline import compare, files, images, metrics, video
-from pipeline.workdir import WorkDir
+from pipeline.evaluate import render_settings
+from pipeline.workdir import FinalFrames, WorkDir
 
 REPORT_NAME = "report.html"
 SHEET_CELLS, SHEET_MIN_CELLS, SHEET_MAX_CELLS = 10, 8, 12  # the range at a glance, not a wall of frames
@@ -32,7 +33,6 @@ SHEET_COLUMNS = 3
 SHEET_THUMBNAIL = 320  # long side of each half: sharp at the report's width on HiDPI screens
 SHEET_BACKGROUND = (255, 255, 255)  # the page's own panel colour: a short last row just ends
 STYLE_THUMBNAIL = 220
-WARP_METHOD = "dis-medium"  # the metric's own flow, independent of the render's `flow` setting
 TERMS = ("content", "style", "tv", "temporal")
 TERM_COLORS = {"content": "#1f77b4", "style": "#9467bd", "tv": "#2ca02c", "temporal": "#ff7f0e", "total": "#222222"}
 STOP_COLORS = {"converged": "#2ca02c", "budget": "#f0a020"}
@@ -59,18 +59,23 @@ def write_report(
 
 
 @dataclass
-class WarpCurves:
-    """E_warp per consecutive pair (t, t+1) of finished frames: stylized, source, flow floor."""
+class Measures:
+    """metrics.measure_clip over the finished frames, run by run: per pair (t, t+1) and per frame."""
 
+    estimator: str  # the flow that measured E_warp
+    carry_flow: str  # the render's flow, that carried each frame one step for the floor
     pairs: list[int] = field(default_factory=list)  # t of each pair
     stylized: list[float] = field(default_factory=list)
     source: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    structure: list[float] = field(default_factory=list)
+    texture: list[float] = field(default_factory=list)
 
-    @staticmethod
-    def mean(values: Sequence[float]) -> float:
-        defined = [v for v in values if not math.isnan(v)]  # NaN: empty mask (scene cut)
-        return float(np.mean(defined)) if defined else math.nan
+    @property
+    def ratio_to_floor(self) -> float:
+        """Mean E_warp ÷ mean per-pair floor, as metrics.ClipMeasures defines it."""
+        return metrics.ratio(metrics.defined_mean(self.stylized), metrics.defined_mean(self.floor))
 
 
 @dataclass
@@ -87,7 +92,7 @@ class ReportData:
     stats: dict[int, dict]
     sheet_every: int
     sheet: np.ndarray | None
-    warp: WarpCurves
+    measures: Measures
 
 
 def gather(workdir: Path, video_path: Path, start: int, end: int, size: tuple[int, int], output_path: Path | None) -> ReportData:
@@ -99,8 +104,10 @@ def gather(workdir: Path, video_path: Path, start: int, end: int, size: tuple[in
     if done:
         pairs = compare.read_pairs(workdir, info, size, compare.pick_every(done, every))
         sheet = compare.contact_sheet(pairs, SHEET_COLUMNS, SHEET_THUMBNAIL, SHEET_BACKGROUND)
-    return ReportData(workdir, video_path, output_path, start, end, size, info, work.read_manifest() or {}, done,
-                      work.read_stats(done), every, sheet, warp_curves(workdir, info, size, done))
+    manifest = work.read_manifest() or {}
+    carry_flow = render_settings(manifest).get("flow")
+    return ReportData(workdir, video_path, output_path, start, end, size, info, manifest, done,
+                      work.read_stats(done), every, sheet, measure_runs(work, info, size, done, carry_flow))
 
 
 def sheet_every(count: int) -> int:
@@ -125,28 +132,24 @@ def consecutive_runs(indices: Sequence[int]) -> list[list[int]]:
     return runs
 
 
-def warp_curves(workdir: Path, info: video.VideoInfo, size: tuple[int, int], done: Sequence[int]) -> WarpCurves:
-    """E_warp of the finished frames, the source's own and the flow floor's, one flow per pair.
-
-    Same definitions as metrics.evaluate_clip (flow on the source frames), but per contiguous run
-    of finished frames, so that a partial or farm-rendered work directory can be measured too.
-    """
-    curves = WarpCurves()
+def measure_runs(work: WorkDir, info: video.VideoInfo, size: tuple[int, int], done: Sequence[int],
+                 carry_flow: str | None) -> Measures:
+    """metrics.measure_clip of each contiguous run of finished frames (E_warp is only defined
+    between neighbours), so that a partial or farm-rendered work directory can be measured too."""
+    measures = Measures(metrics.EVALUATION_FLOW, carry_flow or metrics.default_render_flow())
     for run in consecutive_runs(done):
-        if len(run) < 2:
-            continue
         sources = video.read_frames(info, run[0], run[-1] + 1, size)
-        stylized = [WorkDir(workdir).load(index) for index in run]
-        _add_run(curves, run, sources, stylized)
-    return curves
-
-
-def _add_run(curves: WarpCurves, run: list[int], sources: Iterable[np.ndarray], stylized: list[np.ndarray]) -> None:
-    errors = metrics.clip_errors(sources, iter(stylized), WARP_METHOD)
-    curves.pairs.extend(run[:-1])
-    curves.stylized.extend(errors.stylized.per_pair)
-    curves.source.extend(errors.source.per_pair)
-    curves.floor.extend(errors.floor.per_pair)
+        final = FinalFrames(work)  # what is encoded: stitched frames at chunk borders
+        clip = metrics.measure_clip(sources, (final.load(index) for index in run), measures.estimator,
+                                    measures.carry_flow)
+        measures.pairs.extend(run[:-1])
+        measures.stylized.extend(clip.stylized.per_pair)
+        measures.source.extend(clip.source.per_pair)
+        measures.floor.extend(clip.floor.per_pair)
+        measures.frames.extend(run)
+        measures.structure.extend(clip.structure)
+        measures.texture.extend(clip.texture)
+    return measures
 
 
 # ---------------------------------------------------------------- plots
@@ -260,19 +263,38 @@ def plot_seconds(stats: dict[int, dict]) -> bytes:
     return _png(figure)
 
 
-def plot_warp(curves: WarpCurves) -> bytes:
+def plot_warp(measures: Measures) -> bytes:
     figure, (ax,) = _new_figure(3.0)
-    _line(ax, curves.pairs, curves.stylized, color="#c44e52", linewidth=2, marker="o", markersize=3,
-            label=f"stylized (mean {_sci(WarpCurves.mean(curves.stylized))})")
-    _line(ax, curves.pairs, curves.source, color="#555555", linewidth=1.4, linestyle="--",
-            label=f"source (mean {_sci(WarpCurves.mean(curves.source))})")
-    _line(ax, curves.pairs, curves.floor, color="#4c72b0", linewidth=1.4, linestyle=":",
-            label=f"flow floor (mean {_sci(WarpCurves.mean(curves.floor))})")
+    mean = metrics.defined_mean
+    _line(ax, measures.pairs, measures.stylized, color="#c44e52", linewidth=2, marker="o", markersize=3,
+          label=f"stylized (mean {_sci(mean(measures.stylized))})")
+    _line(ax, measures.pairs, measures.floor, color="#4c72b0", linewidth=1.6, marker="o", markersize=2.5,
+          label=f"flow floor of the pair (mean {_sci(mean(measures.floor))})")
+    _line(ax, measures.pairs, measures.source, color="#888888", linewidth=1.2, linestyle="--",
+          label=f"source (mean {_sci(mean(measures.source))})")
     ax.set_yscale("log")
     ax.set_xlabel("pair (t, t+1), by t")
     ax.set_ylabel("E_warp (log scale)")
-    ax.set_title("Temporal stability: E_warp per consecutive pair, lower is steadier", fontsize=10, loc="left")
-    _legend_below(ax)
+    ax.set_title(f"Temporal stability: E_warp per consecutive pair, measured with {measures.estimator} flow; "
+                 "lower is steadier", fontsize=10, loc="left")
+    _legend_below(ax, columns=3)
+    return _png(figure)
+
+
+def plot_structure(measures: Measures) -> bytes:
+    figure, (fidelity, texture) = _new_figure(3.0, columns=2)
+    fidelity.plot(*_broken_at_gaps(measures.frames, measures.structure), color="#2ca02c", linewidth=2, marker="o",
+                  markersize=3, label=f"structure (mean {metrics.defined_mean(measures.structure):.3f})")
+    fidelity.set_ylim(0, 1)
+    fidelity.set_ylabel("structure (1 = source's edges)")
+    fidelity.set_title("Structure per frame: higher keeps more of the content", fontsize=10, loc="left")
+    _line(texture, measures.frames, measures.texture, color="#8c564b", linewidth=1.6, marker="o", markersize=3,
+          label="variance of the Laplacian")
+    texture.set_yscale("log")
+    texture.set_ylabel("texture energy (log scale)")
+    texture.set_title("Texture energy per frame: falls where frames blur", fontsize=10, loc="left")
+    for ax in (fidelity, texture):
+        _legend_below(ax, columns=1)
     return _png(figure)
 
 
@@ -306,7 +328,7 @@ def _duration(seconds: float) -> str:
 
 
 def _style_thumbnail(manifest: dict) -> str:
-    path = Path(manifest.get("style", {}).get("path", ""))
+    path = Path(_file(manifest, "style", ""))
     if not path.is_file():
         return '<span class="muted">(style image no longer at this path)</span>'
     rgb = images.load_rgb(path)
@@ -335,14 +357,21 @@ def _summary_cards(data: ReportData) -> str:
     seconds = [s.get("seconds", 0.0) for s in data.stats.values()]
     done_share = len(data.done) / total if total else 0.0
     progress = f'<div class="bar"><div style="width:{100 * done_share:.1f}%"></div></div>'
-    stylized = WarpCurves.mean(data.warp.stylized)
-    source = WarpCurves.mean(data.warp.source)
-    ratio = _ratio(stylized, source)
+    measures = data.measures
+    stylized = metrics.defined_mean(measures.stylized)
+    ratio = _ratio(stylized, metrics.defined_mean(measures.floor))
+    structure = metrics.defined_mean(measures.structure)
     return '<section class="cards">' + "".join([
         _card("Frames done", f"{len(data.done)} / {total}", progress),
         _card("Render time", _duration(sum(seconds)) if seconds else "—", "sum over finished frames"),
         _card("Per frame", f"{np.mean(seconds):.2f} s" if seconds else "—", "mean wall-clock"),
-        _card("E_warp stylized", _sci(stylized), "needs two neighbouring frames" if ratio == "—" else f"{ratio} the source's"),
+        _card("E_warp ÷ flow floor", ratio, "needs two neighbouring frames" if ratio == "—" else
+              f"E_warp {_sci(stylized)} measured with {html.escape(measures.estimator)}; floor: each frame carried "
+              f"one step along {html.escape(measures.carry_flow)}"),
+        _card("Structure", "—" if math.isnan(structure) else f"{structure:.2f}",
+              f"drift {_times(metrics.drift(measures.structure))} (last quarter ÷ first); 1 = the source's edges"),
+        _card("E_warp ÷ source's", _ratio(stylized, metrics.defined_mean(measures.source)),
+              "context, not a target: texture costs more under flow error"),
     ]) + "</section>"
 
 
@@ -351,17 +380,22 @@ def _files_table(data: ReportData) -> str:
     output = data.output_path
     output_html = "—" if output is None else html.escape(str(output)) + ("" if Path(output).exists() else
                                                                          ' <span class="muted">(not written yet)</span>')
-    weights = manifest.get("weights", {})
+    weights_sha256 = manifest.get("identity", {}).get("weights", {}).get("sha256", "?")
     return _rows([
         ("Input", f"{html.escape(str(data.video_path))}<div class=\"muted\">{_clip_summary(info)}</div>"),
         ("Range", f"frames {data.start}–{data.end - 1} ({data.end - data.start} frames)"),
-        ("Style", f"{html.escape(manifest.get('style', {}).get('path', '?'))}<div>{_style_thumbnail(manifest)}</div>"),
+        ("Style", f"{html.escape(_file(manifest, 'style'))}<div>{_style_thumbnail(manifest)}</div>"),
         ("Output", output_html),
         ("Frame size", f"{data.size[0]}×{data.size[1]}"),
         ("Work directory", html.escape(str(data.workdir))),
-        ("Weights", html.escape(str(weights.get("source", "?")))),
-        ("Weights sha256", f"<code>{html.escape(str(weights.get('sha256', '?')))}</code>"),
+        ("Weights", html.escape(_file(manifest, "weights"))),
+        ("Weights sha256", f"<code>{html.escape(str(weights_sha256))}</code>"),
     ])
+
+
+def _file(manifest: dict, name: str, missing: str = "?") -> str:
+    """Where the render last saw its video, style or weights file."""
+    return str(manifest.get("files", {}).get(name, missing))
 
 
 def _clip_summary(info: video.VideoInfo) -> str:
@@ -370,7 +404,7 @@ def _clip_summary(info: video.VideoInfo) -> str:
 
 
 def _settings_table(manifest: dict) -> str:
-    settings = manifest.get("settings", {})
+    settings = render_settings(manifest)
     if not settings:
         return '<p class="muted">No manifest.json settings found.</p>'
     return f"<table class=\"settings\">{_rows((name, _setting_value(v)) for name, v in settings.items())}</table>"
@@ -379,18 +413,26 @@ def _settings_table(manifest: dict) -> str:
 def _ratio(numerator: float, denominator: float) -> str:
     if not denominator or math.isnan(numerator) or math.isnan(denominator):
         return "—"
-    return f"{numerator / denominator:.2f}×"
+    return _times(numerator / denominator)
 
 
-def _warp_table(curves: WarpCurves) -> str:
-    stylized, source, floor = (WarpCurves.mean(v) for v in (curves.stylized, curves.source, curves.floor))
+def _times(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.2f}×"
+
+
+def _warp_table(measures: Measures) -> str:
+    mean = metrics.defined_mean
+    stylized, source, floor = mean(measures.stylized), mean(measures.source), mean(measures.floor)
     return ("<table class=\"warp\"><tr><th></th><th>mean E_warp</th><th>stylized ÷ this</th></tr>"
             f"<tr><th>stylized</th><td>{_sci(stylized)}</td><td></td></tr>"
-            f"<tr><th>source</th><td>{_sci(source)}</td><td>{_ratio(stylized, source)}</td></tr>"
-            f"<tr><th>flow floor</th><td>{_sci(floor)}</td><td>{_ratio(stylized, floor)}</td></tr></table>"
-            f'<p class="muted">{len(curves.pairs)} pairs; flow {WARP_METHOD} on the source frames (Lai et al. 2018). '
-            "The flow floor carries the first stylized frame along the source's motion without optimizing: "
-            "about the least a textured output can show.</p>")
+            f"<tr><th>flow floor</th><td>{_sci(floor)}</td><td>{_ratio(stylized, floor)}</td></tr>"
+            f"<tr><th>source</th><td>{_sci(source)}</td><td>{_ratio(stylized, source)}</td></tr></table>"
+            f'<p class="muted">{len(measures.pairs)} pairs; E_warp (Lai et al. 2018) measured with '
+            f"<b>{html.escape(measures.estimator)}</b> flow on the source frames, independent of the render's "
+            f"{html.escape(measures.carry_flow)}. The flow floor of a pair carries stylized frame t one step along "
+            f"the render's {html.escape(measures.carry_flow)} flow and measures that pair the same way: what the warm "
+            "start alone would show. Stylized ÷ floor is a ratio of the means; below 1× read it with the texture "
+            "energy, since a chain that blurs flickers less.</p>")
 
 
 def _figure(png: bytes, title: str) -> str:
@@ -400,7 +442,7 @@ def _figure(png: bytes, title: str) -> str:
 def _optimization_section(data: ReportData) -> str:
     if not data.stats:
         return '<section><h2>Optimization per frame</h2><p class="muted">No finished frames yet.</p></section>'
-    settings = data.manifest.get("settings", {})
+    settings = render_settings(data.manifest)
     figures = (_figure(plot_losses(data.stats, settings), "loss per frame")
                + _figure(plot_evaluations(data.stats, settings), "loss evaluations and stop reason per frame")
                + _figure(plot_seconds(data.stats), "seconds per frame"))
@@ -408,11 +450,24 @@ def _optimization_section(data: ReportData) -> str:
 
 
 def _stability_section(data: ReportData) -> str:
-    if not data.warp.pairs:
+    if not data.measures.pairs:
         return ('<section><h2>Temporal stability</h2><p class="muted">E_warp needs two neighbouring finished '
                 "frames.</p></section>")
-    figure = _figure(plot_warp(data.warp), "E_warp per consecutive pair")
-    return f"<section><h2>Temporal stability</h2>{_warp_table(data.warp)}{figure}</section>"
+    figure = _figure(plot_warp(data.measures), "E_warp and flow floor per consecutive pair")
+    return f"<section><h2>Temporal stability</h2>{_warp_table(data.measures)}{figure}</section>"
+
+
+def _fidelity_section(data: ReportData) -> str:
+    if not data.measures.frames:
+        return ""
+    measures = data.measures
+    note = (f'<p class="muted">Structure: per frame, the correlation between the gradient magnitudes of source and '
+            f"stylized frame (grey, blurred by {metrics.STRUCTURE_BLUR_SIGMA:g} px): 1 = the same edges, ~0 = "
+            f"unrelated. Mean {metrics.defined_mean(measures.structure):.3f}, drift "
+            f"{_times(metrics.drift(measures.structure))} (mean of the last quarter of frames ÷ the first). "
+            "A stable output that lost the content is worthless: read it next to E_warp.</p>")
+    figure = _figure(plot_structure(measures), "structure and texture energy per frame")
+    return f"<section><h2>Content fidelity</h2>{note}{figure}</section>"
 
 
 def _sheet_section(data: ReportData) -> str:
@@ -426,7 +481,7 @@ def _sheet_section(data: ReportData) -> str:
 
 
 def render_html(data: ReportData) -> str:
-    title = f"{data.video_path.name} × {Path(data.manifest.get('style', {}).get('path', 'style')).name}"
+    title = f"{data.video_path.name} × {Path(_file(data.manifest, 'style', 'style')).name}"
     generated = datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -442,6 +497,7 @@ def render_html(data: ReportData) -> str:
 </section>
 {_sheet_section(data)}
 {_stability_section(data)}
+{_fidelity_section(data)}
 {_optimization_section(data)}
 </main></body></html>
 """
@@ -458,7 +514,7 @@ header h1 { margin: 0; font-size: 26px; font-weight: 650; letter-spacing: -0.01e
 h2 { font-size: 17px; margin: 0 0 12px; font-weight: 620; }
 h3 { font-size: 14px; margin: 4px 0 8px; font-weight: 620; }
 section { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 18px 20px; margin: 0 0 18px; }
-section.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; background: none; border: 0; padding: 0; }
+section.cards { display: grid; grid-template-columns: repeat(3, 1fr); gap: 12px; background: none; border: 0; padding: 0; }
 .card { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 14px 16px; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: 0.05em; }
 .card .value { font-size: 24px; font-weight: 650; margin: 2px 0; font-variant-numeric: tabular-nums; }

@@ -62,7 +62,9 @@ def test_changed_settings_are_refused_unless_restarted(rendered, tmp_path, capsy
     args = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", out, "--workdir", work, "--start", 2, "--end", 3, "--quiet", *FAST]
     assert run(*args, "--style-weight", "3") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("error:") and "settings changed" in error and "--restart" in error
+    # names exactly what differs, and says what --restart would destroy
+    assert error.startswith("error:") and "settings.style_weight 10.0 -> 3.0" in error
+    assert "holds 3 finished frame(s)" in error and "--restart deletes them" in error
     assert run(*args, "--style-weight", "3", "--restart") == 0
     assert video.probe(out).frame_count == 1
 
@@ -76,17 +78,48 @@ def test_image_sequence_output(tmp_path):
     assert (tmp_path / "shot.work" / "manifest.json").is_file()
 
 
-def test_eval_reports_stability_and_per_frame_losses(rendered, tmp_path, capsys):
+def test_eval_reports_stability_fidelity_and_per_frame_losses(rendered, tmp_path, capsys):
     out, _ = rendered
     report = tmp_path / "eval.json"
-    assert run("eval", SAMPLE_CLIP, out.parent / "clip.work", "--start", 2, "--json", report) == 0
-    printed = capsys.readouterr().out
-    assert "E_warp stylized" in printed and "flow floor" in printed
+    assert run("eval", SAMPLE_CLIP, out.parent / "clip.work", "--json", report) == 0  # start: the first frame's
+    captured = capsys.readouterr()
+    assert "E_warp (deepflow) stylized" in captured.out and "flow floor" in captured.out
+    assert "structure" in captured.out and captured.err == ""  # deepflow is not the render's flow: no warning
     result = json.loads(report.read_text())
-    assert result["frames"] == 3 and len(result["per_pair"]) == 2
-    assert result["stylized"] > 0 and result["source"] > 0
+    assert (result["estimator"], result["carry_flow"], result["start"]) == ("deepflow", "dis-medium", 2)
+    assert result["frames"] == 3 and len(result["per_pair"]) == len(result["floor_per_pair"]) == 2
+    assert result["stylized"] > 0 and result["source"] > 0 and result["flow_floor"] > 0
+    assert len(result["structure_per_frame"]) == len(result["texture_energy_per_frame"]) == 3
     assert sorted(result["per_frame"]) == ["2", "3", "4"]
     assert {frame["stop_reason"] for frame in result["per_frame"].values()} <= {"budget", "converged"}
+
+
+def test_eval_with_the_renders_own_flow_warns_in_one_line(rendered, capsys):
+    out, _ = rendered
+    assert run("eval", SAMPLE_CLIP, out.parent / "clip.work", "--flow", "dis-medium") == 0
+    captured = capsys.readouterr()
+    assert len(captured.err.splitlines()) == 1 and "flatters" in captured.err
+    assert "E_warp (dis-medium) stylized" in captured.out
+
+
+def test_eval_against_a_baseline(rendered, tmp_path, capsys):
+    out, _ = rendered
+    report = tmp_path / "eval.json"
+    work = out.parent / "clip.work"
+    assert run("eval", SAMPLE_CLIP, work, "--baseline", work, "--flow", "farneback", "--json", report) == 0
+    captured = capsys.readouterr()
+    assert "not a cold render" in captured.err and "cold baseline" in captured.out
+    baseline = json.loads(report.read_text())["baseline"]
+    assert baseline["structure_ratio"] == pytest.approx(1.0)
+    assert baseline["content_style_ratio"] == pytest.approx(1.0) and baseline["evaluations_ratio"] == pytest.approx(1.0)
+    assert run("eval", SAMPLE_CLIP, work, "--baseline", tmp_path) == 2  # holds none of the frames
+    assert "--temporal-weight 0" in capsys.readouterr().err
+
+
+def test_eval_help_gives_the_cold_baseline_command(capsys):
+    with pytest.raises(SystemExit):
+        run("eval", "--help")
+    assert "--init content --temporal-weight 0 --frame-iterations" in capsys.readouterr().out
 
 
 def test_eval_of_a_missing_file_is_one_line(capsys):

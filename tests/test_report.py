@@ -1,5 +1,6 @@
 """report.html and the preview aids, on a real 3-frame render of the sample at a tiny size."""
 import json
+import math
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +12,7 @@ from conftest import SAMPLE_CLIP, SAMPLE_STYLE
 from pipeline import compare, render, video
 from pipeline.config import Job, make_settings
 from pipeline.images import load_rgb
-from pipeline.report import write_report
+from pipeline.report import gather, write_report
 
 START, END = 2, 5
 FAST = {"size": 64, "first_frame_iterations": 4, "frame_iterations": 2}
@@ -44,9 +45,9 @@ def test_report_is_self_contained(report_html):
 
 def test_report_shows_weights_settings_and_progress(rendered, report_html):
     job, _ = rendered
-    manifest = json.loads((job.workdir_path / "manifest.json").read_text())
-    assert manifest["weights"]["sha256"] in report_html
-    for name in manifest["settings"]:
+    identity = json.loads((job.workdir_path / "manifest.json").read_text())["identity"]
+    assert identity["weights"]["sha256"] in report_html
+    for name in identity["settings"]:
         assert f"<th>{name}</th>" in report_html
     assert "3 / 3" in report_html
 
@@ -55,8 +56,27 @@ def test_report_has_one_image_per_plot_and_the_contact_sheet(report_html):
     alts = re.findall(r'<img [^>]*alt="([^"]*)"', report_html)
     assert alts.count("contact sheet") == 1
     plots = re.findall(r'<img class="plot"', report_html)
-    assert len(plots) == 4  # losses, evaluations, seconds, E_warp
+    assert len(plots) == 5  # losses, evaluations, seconds, E_warp with floor, structure with texture
     assert len(re.findall(r"data:image/png;base64,", report_html)) == len(plots)
+
+
+def test_report_headlines_name_the_estimator_and_show_structure(rendered, report_html):
+    job, plan = rendered
+    cards = re.search(r'<section class="cards">(.*?)</section>', report_html, re.S).group(1)
+    assert "E_warp ÷ flow floor" in cards and "measured with deepflow" in cards
+    assert re.search(r'<div class="value">\d+\.\d\d×</div>', cards)  # the ratio itself, not a dash
+    assert "Structure" in cards and "drift" in cards
+
+
+def test_report_measures_every_finished_frame_with_the_evaluation_flow(rendered):
+    job, plan = rendered
+    data = gather(job.workdir_path, job.video, plan.start, plan.end, plan.size, job.output_path)
+    measures = data.measures
+    assert (measures.estimator, measures.carry_flow) == ("deepflow", job.settings.flow)
+    assert measures.pairs == [START, START + 1] and measures.frames == [START, START + 1, START + 2]
+    assert len(measures.floor) == 2 and all(value > 0 for value in measures.floor + measures.stylized)
+    assert math.isfinite(measures.ratio_to_floor)
+    assert all(-1 <= value <= 1 for value in measures.structure) and all(value > 0 for value in measures.texture)
 
 
 def test_report_of_a_partial_render_is_written(rendered, tmp_path):
