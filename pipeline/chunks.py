@@ -1,16 +1,13 @@
-"""Splitting a clip into independently rendered chunks, and hiding the seams between them.
+"""Splitting a clip into independently rendered chunks.
 
 Every frame warm-starts from the previous one, so a chunk that starts cold does not match the
-end of the chunk before it. Each chunk therefore starts `overlap` frames early (its warm-up)
-so its chain settles, and over those frames the final picture cross-fades from the previous
-chunk's frames to this chunk's warm-up frames: the jump between two chains is spread over
-`overlap + 1` frame pairs instead of landing on one.
+end of the chunk before it. Each chunk therefore starts `overlap` frames early (its warm-up):
+its chain settles before its own frames, and the stitch of the border (stitch.py) has the
+later chain's frames over the overlap to aim at.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 
 
 @dataclass(frozen=True)
@@ -39,14 +36,3 @@ def plan_chunks(start: int, end: int, size: int, overlap: int) -> list[Chunk]:
 def chunk_for_range(start: int, first: int, last: int, overlap: int) -> Chunk:
     """The chunk a farm task renders for its frame range (the clip's range starts at `start`)."""
     return Chunk(first, last, min(overlap, first - start))
-
-
-def blend_weight(chunk: Chunk, index: int) -> float:
-    """How much of `chunk`'s warm-up frame `index` the final frame takes: rising linearly
-    from 1/(warmup+1) to warmup/(warmup+1), so the next frame (its first own) is the last step."""
-    return (index - chunk.begin + 1) / (chunk.warmup + 1)
-
-
-def blend(earlier: np.ndarray, warmup: np.ndarray, weight: float) -> np.ndarray:
-    mixed = (1.0 - weight) * earlier.astype(np.float32) + weight * warmup.astype(np.float32)
-    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)

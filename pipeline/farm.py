@@ -1,7 +1,8 @@
 """Render one clip's chunks as Ray tasks, on one machine or a cluster.
 
 Ray schedules, retries and places the tasks; each task is `render.render_frames` on one chunk,
-given file paths (the job) and never pixels. The driver only counts finished frames on disk
+or `stitch.stitch_border` on one border once the chunks on both sides are done, given file
+paths (the job) and never pixels. The driver only counts finished frames on disk
 for the progress bar, then assembles the video exactly as a local render does. Only imported
 when Ray is asked for, so the single-machine path never loads it.
 """
@@ -13,9 +14,10 @@ from pathlib import Path
 import ray
 
 from . import render
-from .workdir import ChunkFrames, WorkDir
 from .chunks import Chunk, plan_chunks
 from .config import Job
+from .stitch import Border, border_between, stitch_border
+from .workdir import ChunkFrames, WorkDir, stitch_dir
 
 # Tasks whose worker process dies (a crash, a lost node) are run again this many times; an
 # exception in our own code is not retried: it would fail the same way again.
@@ -24,7 +26,7 @@ POLL_SECONDS = 2.0
 
 
 class ChunkFailed(RuntimeError):
-    """Some chunks failed after their retries; rerunning the command resumes them."""
+    """Some chunks or stitches failed after their retries; rerunning the command resumes them."""
 
 
 def connect(address: str) -> None:
@@ -36,39 +38,56 @@ def connect(address: str) -> None:
 
 
 def render_on_ray(job: Job, on_progress: render.ProgressCallback | None = None, restart: bool = False) -> Path:
-    job_plan = render.prepare(job, restart)
-    settings = job.settings
-    chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.overlap)
-    connect(settings.ray)
-    task = render_chunk.options(num_gpus=1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0)
-    pending = {task.remote(job, chunk): chunk for chunk in chunks}
-    failures = _wait_for(pending, job, chunks, on_progress or (lambda event: None))
-    if failures:
-        raise ChunkFailed("; ".join(f"{chunk}: {error}" for chunk, error in failures)
-                          + f" (finished frames are kept in {job.workdir_path}; run the same command again to resume)")
-    return render.finish(job, job_plan)
+    with render.holding(job, restart) as job_plan:  # the workers write under the driver's lock
+        settings = job.settings
+        chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.overlap)
+        connect(settings.ray)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        failures = _run(job, chunks, gpus, on_progress or (lambda event: None))
+        if failures:
+            raise ChunkFailed("; ".join(f"{unit}: {error}" for unit, error in failures)
+                              + f" (finished frames are kept in {job.workdir_path}; run the same command again to resume)")
+        return render.finish(job, job_plan)
 
 
-def _wait_for(pending: dict, job: Job, chunks: list[Chunk], notify) -> list[tuple[Chunk, str]]:
-    """Wait for every chunk, reporting frames finished on disk; the failures with their errors."""
+def plan_borders(chunks: list[Chunk], overlap: int) -> dict[Border, tuple[Chunk, Chunk]]:
+    """Each border with a stitch, and the two chunks it joins (its stitch waits for both)."""
+    found = {border_between(earlier.first, later.first, overlap): (earlier, later)
+             for earlier, later in zip(chunks, chunks[1:])}
+    return {border: pair for border, pair in found.items() if border.frames}
+
+
+def _run(job: Job, chunks: list[Chunk], gpus: int, notify) -> list[tuple[Chunk | Border, str]]:
+    """Every chunk at once; each border's stitch as soon as the two chunks beside it are done,
+    so no chunk waits for another. Reports frames finished on disk; returns the failures."""
     work = WorkDir(job.workdir_path)
-    total = sum(chunk.last - chunk.begin for chunk in chunks)
-    notify(render.Started(total, _finished(work, chunks)))
+    waiting = plan_borders(chunks, job.settings.overlap)
+    borders = list(waiting)
+    pending = {render_chunk.options(num_gpus=gpus).remote(job, chunk): chunk for chunk in chunks}
+    done: set[Chunk] = set()
+    total = sum(chunk.last - chunk.begin for chunk in chunks) + sum(len(border.frames) for border in borders)
+    notify(render.Started(total, _finished(work, chunks, borders)))
     failures = []
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
-        for ref in done:
-            chunk = pending.pop(ref)
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
+        for ref in ready:
+            unit = pending.pop(ref)
             try:
                 ray.get(ref)
-            except Exception as error:  # noqa: BLE001 - a chunk's failure is reported, the others go on
-                failures.append((chunk, _first_line(error)))
-        notify(render.Progressed(_finished(work, chunks)))
+            except Exception as error:  # noqa: BLE001 - one unit's failure is reported, the others go on
+                failures.append((unit, _first_line(error)))
+                continue
+            done.add(unit)
+            for border in [b for b, pair in waiting.items() if set(pair) <= done]:
+                del waiting[border]
+                pending[stitch_chunks.options(num_gpus=gpus).remote(job, border.first)] = border
+        notify(render.Progressed(_finished(work, chunks, borders)))
     return failures
 
 
-def _finished(work: WorkDir, chunks: list[Chunk]) -> int:
-    return sum(ChunkFrames(work, c).has(i) for c in chunks for i in range(c.begin, c.last))
+def _finished(work: WorkDir, chunks: list[Chunk], borders: list[Border]) -> int:
+    in_chunks = sum(ChunkFrames(work, c).has(i) for c in chunks for i in range(c.begin, c.last))
+    return in_chunks + sum(stitch_dir(work, b.first).has(i) for b in borders for i in b.frames)
 
 
 def _first_line(error: Exception) -> str:
@@ -83,6 +102,13 @@ def render_chunk(job: Job, chunk: Chunk) -> int:
     _test_crash_once()
     _configure_tensorflow()
     return len(render.render_frames(job, chunk))
+
+
+@ray.remote(max_retries=MAX_RETRIES, num_cpus=1)
+def stitch_chunks(job: Job, first: int) -> int:
+    """The stitch of the border at frame `first` in a Ray worker; returns how many frames it rendered."""
+    _configure_tensorflow()
+    return len(stitch_border(job, first))
 
 
 def _configure_tensorflow() -> None:

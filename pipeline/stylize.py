@@ -5,6 +5,9 @@ per-frame target is fed through a variable, so later frames cost no retracing.
 """
 from __future__ import annotations
 
+import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -34,8 +37,21 @@ class Iterate:
 class TemporalGuide:
     """The previous stylized frame warped onto this one, and where that warp can be trusted."""
 
-    warped: np.ndarray  # RGB uint8 (H, W, 3)
+    warped: np.ndarray  # RGB (H, W, 3), uint8 or float32 in 0-255
     reliability: np.ndarray  # float32 (H, W), 1 where the flow is reliable
+    weight: float = 1.0  # scales the temporal weight for this guide (a stitch ramps two of them)
+
+
+def combine_guides(*guides: TemporalGuide) -> TemporalGuide:
+    """One guide pulling as all of `guides` together: Σ wᵢcᵢ(x − ωᵢ)² = (Σ wᵢcᵢ)(x − ω̄)² + const,
+    ω̄ the wᵢcᵢ-weighted mean of the ωᵢ, so the loss differs by a constant and the gradient not
+    at all. The single temporal term of the loss graph then serves a frame with two neighbours."""
+    pull = [guide.weight * guide.reliability.astype(np.float32) for guide in guides]
+    total = np.sum(pull, axis=0)
+    pulled = np.sum([c[..., None] * guide.warped.astype(np.float32) for c, guide in zip(pull, guides)], axis=0)
+    fallback = np.mean([guide.warped.astype(np.float32) for guide in guides], axis=0)  # where nothing pulls
+    mean = np.where(total[..., None] > 0, pulled / np.maximum(total, 1e-12)[..., None], fallback)
+    return TemporalGuide(mean.astype(np.float32), total.astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -52,27 +68,62 @@ class FrameResult:
 
 def style_image_size(style_shape: tuple[int, int], frame_shape: tuple[int, int], scale: float) -> tuple[int, int]:
     """(height, width) of the style image: its long side is `scale` × the frame's long side,
-    its aspect ratio kept (stretching it to the frame imprints the painting's layout)."""
+    its aspect ratio kept (stretching it to the frame imprints the painting's layout), each side
+    at least VGG_MIN_SIDE, and no more than style_pixel_cap pixels."""
+    return _within_cap(_requested_style_size(style_shape, frame_shape, scale), style_pixel_cap(frame_shape, scale))
+
+
+def _requested_style_size(style_shape: tuple[int, int], frame_shape: tuple[int, int], scale: float) -> tuple[int, int]:
     factor = scale * max(frame_shape) / max(style_shape)
     factor = max(factor, VGG_MIN_SIDE / min(style_shape))
     return round(style_shape[0] * factor), round(style_shape[1] * factor)
 
 
+def style_pixel_cap(frame_shape: tuple[int, int], scale: float) -> int:
+    """Most pixels the scaled style image may have.
+
+    Keeping its aspect ratio, a style image has at most (scale × frame long side)² pixels, so that
+    bound never cuts an ordinary painting; only VGG16's minimum short side pushes a long, thin one
+    past it (16x16000 becomes 32x32000: 2 GB of activations next to a 64x48 frame). 4× the frame's
+    pixels still leaves such strips room and stays cheap: the style goes through VGG16 once, forward
+    only, while every frame evaluation runs forward and backward over the frame.
+    """
+    height, width = frame_shape
+    return max(4 * height * width, round(scale * max(frame_shape)) ** 2)
+
+
+def _within_cap(size: tuple[int, int], cap: int) -> tuple[int, int]:
+    """`size` shrunk to at most `cap` pixels, aspect kept while the short side can stay at or above
+    VGG_MIN_SIDE. Past that the short side stays at the minimum and the long side alone shrinks:
+    the image is squeezed along its length rather than padded, so every colour and stroke of it
+    stays in view, with no mirrored seams or flat borders entering its statistics."""
+    if size[0] * size[1] <= cap:
+        return size
+    shrink = math.sqrt(cap / (size[0] * size[1]))
+    short = max(VGG_MIN_SIDE, math.floor(min(size) * shrink))
+    long = max(short, min(math.floor(max(size) * shrink), cap // short))
+    return (short, long) if size[0] <= size[1] else (long, short)
+
+
 class Stylizer:
-    def __init__(self, settings: Settings, weights: VGGWeights, style_rgb: np.ndarray, frame_shape: tuple[int, int]):
+    def __init__(self, settings: Settings, weights: VGGWeights, style_rgb: np.ndarray, frame_shape: tuple[int, int],
+                 style_name: str | os.PathLike = "style"):
         self.settings = settings
         self.shape = (1, *frame_shape, 3)
         layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.extractor = feature_extractor(weights, layers)
-        self.style_grams = self._style_grams(style_rgb, frame_shape)
+        self.style_grams = self._style_grams(style_rgb, frame_shape, str(style_name))
         probe = self.extractor(tf.zeros(self.shape))
         self.content_targets = {n: tf.Variable(tf.zeros_like(probe[n]), trainable=False) for n in settings.content_layers}
         self.warped = tf.Variable(tf.zeros(self.shape), trainable=False)
         self.reliability = tf.Variable(tf.zeros(self.shape[:3] + (1,)), trainable=False)
         self._evaluate = tf.function(self._loss_and_gradient, input_signature=[tf.TensorSpec(self.shape, tf.float32)])
 
-    def _style_grams(self, style_rgb: np.ndarray, frame_shape: tuple[int, int]) -> dict[str, tf.Tensor]:
+    def _style_grams(self, style_rgb: np.ndarray, frame_shape: tuple[int, int], style_name: str) -> dict[str, tf.Tensor]:
         height, width = style_image_size(style_rgb.shape[:2], frame_shape, self.settings.style_scale)
+        requested = _requested_style_size(style_rgb.shape[:2], frame_shape, self.settings.style_scale)
+        if (height, width) != requested:
+            _warn_cut_down(style_name, style_rgb.shape[:2], requested, (height, width), frame_shape)
         shrinking = height * width < style_rgb.shape[0] * style_rgb.shape[1]
         resized = cv2.resize(style_rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
         features = self.extractor(to_caffe(resized)[None])
@@ -122,12 +173,23 @@ class Stylizer:
             self.reliability.assign(tf.zeros(self.reliability.shape))
         else:
             self.warped.assign(to_caffe(guide.warped)[None])
-            self.reliability.assign(guide.reliability[None, :, :, None].astype(np.float32))
+            self.reliability.assign(guide.weight * guide.reliability[None, :, :, None].astype(np.float32))
 
     def evaluate(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
         """Total loss, its terms and gradient at a Caffe-space image (1, H, W, 3)."""
         total, terms, gradient = self._evaluate(tf.constant(image, tf.float32))
         return float(total), {k: float(v) for k, v in terms.items()}, gradient.numpy()
+
+
+def _warn_cut_down(style_name: str, shape: tuple[int, int], requested: tuple[int, int], size: tuple[int, int],
+                   frame_shape: tuple[int, int]) -> None:
+    print(f"warning: {style_name}: {_wxh(shape)} style image would scale to {_wxh(requested)} "
+          f"({requested[0] * requested[1] / 1e6:.1f} megapixels) for {_wxh(frame_shape)} frames; "
+          f"cut down to {_wxh(size)} to bound memory", file=sys.stderr)
+
+
+def _wxh(shape: tuple[int, int]) -> str:
+    return f"{shape[1]}x{shape[0]}"
 
 
 def _mean(terms: list[tf.Tensor]) -> tf.Tensor:

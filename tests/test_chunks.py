@@ -1,7 +1,6 @@
-import numpy as np
 import pytest
 
-from pipeline.chunks import Chunk, blend, blend_weight, chunk_for_range, plan_chunks
+from pipeline.chunks import chunk_for_range, plan_chunks
 
 
 def test_chunks_cover_the_range_once_and_warm_up_inside_it():
@@ -17,11 +16,3 @@ def test_chunks_cover_the_range_once_and_warm_up_inside_it():
 
 def test_a_farm_range_is_the_same_chunk_ray_would_plan():
     assert chunk_for_range(10, 22, 34, 4) == plan_chunks(10, 40, 12, 4)[1]
-
-
-def test_cross_fade_rises_towards_the_new_chunk():
-    chunk = Chunk(20, 30, warmup=3)
-    assert [blend_weight(chunk, i) for i in (17, 18, 19)] == [0.25, 0.5, 0.75]
-    earlier, warmup = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 200, np.uint8)
-    assert (blend(earlier, warmup, 0.25) == 50).all()
-    assert blend(earlier, warmup, 0.75).dtype == np.uint8

@@ -36,22 +36,32 @@ def frames_of(workdir):
     return sorted(int(p.stem) for p in (workdir / "frames").glob("*.png"))
 
 
-def test_three_chunks_on_ray_match_a_local_render(ray_cluster, tmp_path):
+def test_three_chunks_on_ray_match_a_local_render(ray_cluster, tmp_path, monkeypatch):
     local, farmed = tmp_path / "local.mp4", tmp_path / "ray.mp4"
     assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", local, "--end", 9, *TINY) == 0
+    from pipeline import render
+
+    def stitches_already_done(job, job_plan):  # Ray tasks must have stitched before assembly
+        stitched = sorted(p.name for p in (job.workdir_path / "stitched").rglob("*.png"))
+        assert stitched == ["000001.png", "000002.png", "000004.png", "000005.png"]
+        return []
+
+    monkeypatch.setattr(render, "stitch_missing", stitches_already_done)
     assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", farmed, "--end", 9, *TINY, *CHUNKS, "--ray") == 0
     work = tmp_path / "ray.work"
     assert frames_of(work) == list(range(9))  # every frame exactly once
     assert sorted(p.name for p in (work / "warmup").iterdir()) == ["000003", "000006"]
     expected, got = video.probe(local), video.probe(farmed)
     assert (got.frame_count, got.fps, got.has_audio, got.width) == (expected.frame_count, expected.fps, True, expected.width)
-    # Seams blended: over the warm-up of the chunk starting at 3 (frames 1, 2) the encoded frame
-    # lies strictly between the earlier chunk's frame and the warm-up frame; elsewhere it is the frame.
-    for index in (1, 2):
-        own, warm = load_rgb(work / "frames" / f"{index:06d}.png"), load_rgb(work / "warmup" / "000003" / "frames" / f"{index:06d}.png")
-        final = load_rgb(work / "final" / f"{index:06d}.png").astype(int)
-        assert 0 < np.abs(final - own).mean() < np.abs(warm.astype(int) - own).mean()
-    np.testing.assert_array_equal(load_rgb(work / "final" / "000000.png"), load_rgb(work / "frames" / "000000.png"))
+    # Borders stitched by Ray once both chunks were done: the encoded frames before each border
+    # are the stitch's (frames 1-2 before 3, 4-5 before 6); elsewhere the chunks' own frames.
+    for first, stitched in ((3, (1, 2)), (6, (4, 5))):
+        folder = work / "stitched" / f"{first:06d}" / "frames"
+        assert sorted(int(p.stem) for p in folder.glob("*.png")) == list(stitched)
+        for index in stitched:
+            np.testing.assert_array_equal(load_rgb(work / "final" / f"{index:06d}.png"), load_rgb(folder / f"{index:06d}.png"))
+    for index in (0, 3, 6, 7, 8):
+        np.testing.assert_array_equal(load_rgb(work / "final" / f"{index:06d}.png"), load_rgb(work / "frames" / f"{index:06d}.png"))
 
 
 def test_a_worker_that_dies_is_retried(ray_cluster, tmp_path):
@@ -76,7 +86,9 @@ def test_farm_ranges_then_assembly(tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in work.rglob("*.png")}
     assert run(*common, "--frames", "3-5") == 0  # a retried farm task changes nothing
     assert {p: p.stat().st_mtime_ns for p in work.rglob("*.png")} == before
+    assert not (work / "stitched").exists()  # no --stitch task ran: assembly stitches the border itself
     assert run(*common, "--assemble") == 0
+    assert frames_of(work / "stitched" / "000003") == [1, 2]
     info = video.probe(output)
     assert info.frame_count == 6 and info.has_audio and abs(float(info.fps) - 30.02) < 1e-3
 

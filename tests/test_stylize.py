@@ -35,6 +35,23 @@ def test_style_image_keeps_its_aspect_ratio():
     assert style_image_size((8, 8), (240, 320), 1.0) == (320, 320)
 
 
+@pytest.mark.parametrize("style_shape", [(16, 16000), (16000, 16), (20, 3000)])
+def test_long_thin_style_image_is_capped(style_shape):
+    """VGG16's 32 px short side alone would make 16x16000 a 32x32000 image (2 GB of activations)."""
+    height, width = style_image_size(style_shape, SIZE, 1.0)
+    assert height * width <= 4 * SIZE[0] * SIZE[1]
+    assert min(height, width) >= 32
+    assert (height > width) == (style_shape[0] > style_shape[1])  # still long the same way
+
+
+def test_capped_style_image_is_named_in_one_warning(vgg_weights, capsys):
+    thin = np.full((16, 16000, 3), 128, np.uint8)
+    Stylizer(settings(), vgg_weights, thin, SIZE, style_name="thin.png")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: thin.png: ")
+    assert "16000x16" in lines[0] and "32000x32" in lines[0]
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_optimization_lowers_the_loss_and_stays_in_range(vgg_weights, content, style, optimizer):
     stylizer = Stylizer(settings(optimizer=optimizer, learning_rate=10.0), vgg_weights, style, SIZE)

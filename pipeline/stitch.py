@@ -1,0 +1,194 @@
+"""Joining two chunks' chains at their border in optimization, not in pixels.
+
+Chunks render in parallel, each its own warm-start chain, so at a border two chains meet whose
+strokes lie in different places. Each chunk after the first starts `overlap` frames early (its
+warm-up), so both chains cover the frames before the border. A pixel cross-fade of the two is a
+double exposure: both sets of strokes at part contrast. Instead, once both chunks are finished,
+the stitch renders those frames once more as a third chain:
+
+- it continues the earlier chain: its first frame follows the earlier chunk's last own frame
+  before the stitch, each later one the previous stitched frame, warped along the flow;
+- each stitched frame has two temporal targets: the previous stitched frame warped forward
+  (consistency with where it came from) and the later chain's next frame warped backward (where
+  it must arrive); their weights ramp across the stitch, so the last stitched frame leads into
+  the later chunk's first own frame as one chain's frames lead into each other.
+
+Every stitched frame is optimized with the style and content losses too, so it keeps the
+contrast of a stylized frame (texture energy within a few % of its neighbours') where a
+cross-fade loses a fifth to a third of it. Stitched frames replace the earlier chunk's frames in
+the output (see workdir.FinalFrames). A stitch is a unit of work like a chunk: idempotent,
+resumable frame by frame, refused while a frame it needs is missing.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import flow, video
+from .config import Job
+from .errors import InputError
+from .stylize import FrameResult, Iterate, Stylizer, TemporalGuide, combine_guides
+from .workdir import WorkDir, disk_full_is_an_input_error, remove_stale, stitch_dir
+
+
+@dataclass(frozen=True)
+class Border:
+    """The border before frame `first` (the later chunk's first own frame); frames
+    [begin, first) are re-rendered by its stitch."""
+
+    first: int
+    begin: int
+
+    @property
+    def frames(self) -> range:
+        return range(self.begin, self.first)
+
+    def ramp(self, index: int) -> float:
+        """How strongly stitched frame `index` is pulled toward the later chain (the rest pulls
+        toward the previous stitched frame): k/(n+1) for its k-th of n frames, so the first
+        frame mostly continues the earlier chain and the last mostly meets the later one."""
+        return (index - self.begin + 1) / (len(self.frames) + 1)
+
+    def __str__(self) -> str:
+        return f"the border at frame {self.first}"
+
+
+def border_between(earlier_first: int, first: int, overlap: int) -> Border:
+    """The border between the chunks starting at `earlier_first` and `first`. The stitch covers
+    the later chunk's warm-up, but only frames the earlier chunk owns after its own first frame:
+    the stitch starts from a frame of the earlier chain, and frames before the earlier chunk's
+    first belong to the border before it, which has a stitch of its own."""
+    return Border(first, max(first - overlap, earlier_first + 1))
+
+
+def border_at(work: WorkDir, start: int, first: int, overlap: int) -> Border:
+    """The border before the chunk starting at `first`, the chunk before it found by its warm-up
+    folder (farm ranges are not planned ahead; the clip's range starts at `start`)."""
+    earlier_first = max((s for s in work.warmup_starts() if s < first), default=start)
+    return border_between(max(earlier_first, start), first, overlap)
+
+
+def borders(work: WorkDir, start: int, end: int, overlap: int) -> list[Border]:
+    """The borders of chunks rendered so far into `work` within frames [start, end)."""
+    found = [border_at(work, start, first, overlap) for first in work.warmup_starts() if start < first < end]
+    return [border for border in found if border.frames]
+
+
+# ---------------------------------------------------------------- inputs of a stitch
+
+
+def needed_frames(work: WorkDir, border: Border) -> list[tuple[WorkDir, int]]:
+    """The frames a stitch reads: the earlier chain's frame before it, the later chain's warm-up
+    over it, and the later chunk's first own frame."""
+    later = work.warmup(border.first)
+    return [(work, border.begin - 1), *((later, i) for i in border.frames), (work, border.first)]
+
+
+def refuse_unless_ready(work: WorkDir, border: Border) -> None:
+    absent = [(holder is work, index) for holder, index in needed_frames(work, border) if not holder.has(index)]
+    own = [str(index) for is_own, index in absent if is_own]
+    warmup = [str(index) for is_own, index in absent if not is_own]
+    parts = ([f"frame(s) {', '.join(own)}"] if own else []) + (
+        [f"warm-up frame(s) {', '.join(warmup)} of the range starting at {border.first}"] if warmup else [])
+    if parts:
+        raise InputError(f"{work.path}: cannot stitch {border} yet: {' and '.join(parts)} not rendered; "
+                         f"run the --frames tasks on both sides of frame {border.first} first")
+
+
+def later_chain(work: WorkDir, border: Border, index: int) -> WorkDir:
+    """Where the later chain's frame `index` is: its warm-up, or its own frames from `first` on."""
+    return work if index >= border.first else work.warmup(border.first)
+
+
+def seed_of(work: WorkDir, border: Border, previous: WorkDir, index: int) -> str:
+    """What stitched frame `index` depends on, as one checksum: the frame before it (stitched,
+    or the earlier chain's) and the later chain's frame after it. A frame on disk is reused
+    only if both are still what it was made from."""
+    parts = [previous.checksum(index - 1), later_chain(work, border, index + 1).checksum(index + 1)]
+    return hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- the stitch itself
+
+
+def stitch_border(job: Job, first: int, on_iterate: Callable[[Iterate], None] | None = None,
+                  job_plan=None) -> list[int]:
+    """Stitch the border before frame `first` into the work directory; returns the frames it
+    rendered (none when the stitch is already on disk). InputError while a neighbour is missing."""
+    from .render import plan  # render imports this module for assembly
+
+    job_plan = job_plan or plan(job)
+    work = WorkDir(job.workdir_path)
+    if not job_plan.start < first < job_plan.end:
+        raise InputError(f"{work.path}: --stitch {first}: no border there; borders lie inside the clip's frames "
+                         f"{job_plan.start + 1}-{job_plan.end - 1}")
+    border = border_at(work, job_plan.start, first, job.settings.overlap)
+    if not border.frames:
+        return []
+    refuse_unless_ready(work, border)
+    out = stitch_dir(work, first)
+    for folder in (out.path / "frames", out.path / "stats"):
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale(folder.glob(".*.tmp"), r"\.(\d+)\.tmp$")
+    return _render_stitch(job, job_plan, work, border, out, on_iterate)
+
+
+def _render_stitch(job: Job, job_plan, work: WorkDir, border: Border, out: WorkDir, on_iterate) -> list[int]:
+    sources = dict(zip(range(border.begin - 1, border.first + 1),
+                       video.read_frames(job_plan.info, border.begin - 1, border.first + 1, job_plan.size)))
+    stylizer, rendered = None, []
+    for index in border.frames:
+        previous = out if index > border.begin else work
+        seed = seed_of(work, border, previous, index)
+        if out.has(index) and out.damage(index, job_plan.size) is None and out.continues(index, seed):
+            continue
+        stylizer = stylizer or _stylizer(job, job_plan)
+        result = stitch_frame(job, stylizer, border, index, sources, previous.load(index - 1),
+                              later_chain(work, border, index + 1).load(index + 1), on_iterate)
+        with disk_full_is_an_input_error(out.path, f"stitched frame {index}"):
+            out.save(index, result, seed)
+        rendered.append(index)
+    return rendered
+
+
+def stitch_frame(job: Job, stylizer: Stylizer, border: Border, index: int, sources: dict[int, np.ndarray],
+                 before: np.ndarray, after: np.ndarray, on_iterate=None) -> FrameResult:
+    """Stitched frame `index` from the stylized frame before it and the later chain's after it.
+
+    It starts from where the two temporal terms agree (their reliability- and ramp-weighted
+    mean): started from the forward warp alone, a per-frame budget cannot follow the ramp, the
+    stitch lags behind it and the jump reappears at its last pair (measured: benchmarks/seams.py).
+    The style loss then restores full contrast, which the mean of two chains lacks."""
+    method, toward_later = job.settings.flow, border.ramp(index)
+    forward = TemporalGuide(*flow.temporal_guide(sources[index - 1], sources[index], before, method), 1.0 - toward_later)
+    backward = TemporalGuide(*flow.temporal_guide(sources[index + 1], sources[index], after, method), toward_later)
+    guide = combine_guides(forward, backward)
+    return stylizer.stylize(sources[index], guide.warped, job.settings.frame_iterations, guide, on_iterate=on_iterate)
+
+
+def _stylizer(job: Job, job_plan) -> Stylizer:
+    from .render import stylizer_for
+
+    return stylizer_for(job, job_plan)
+
+
+def stitch_task(job: Job, first: int, on_iterate: Callable[[Iterate], None] | None = None) -> list[int]:
+    """The farm task `--stitch FIRST`: beside --frames tasks (a shared hold on the work directory),
+    idempotent, so a farm manager may retry it."""
+    from .render import holding
+
+    with holding(job, shared=True) as job_plan:
+        return stitch_border(job, first, on_iterate, job_plan)
+
+
+def stitch_missing(job: Job, job_plan) -> list[int]:
+    """Every stitch not on disk, or made from frames rendered again since (a farm that ran only
+    --frames tasks before --assemble); returns the frames rendered."""
+    work = WorkDir(job.workdir_path)
+    rendered = []
+    for border in borders(work, job_plan.start, job_plan.end, job.settings.overlap):
+        rendered += stitch_border(job, border.first, job_plan=job_plan)
+    return rendered

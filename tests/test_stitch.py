@@ -1,0 +1,116 @@
+"""Stitching chunk borders: the two-target temporal guide, the stitch's frames, and the farm task."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cli
+from pipeline import losses, metrics
+from pipeline.images import load_rgb
+from pipeline.stitch import Border, border_between
+from pipeline.stylize import TemporalGuide, combine_guides
+
+from conftest import SAMPLE_CLIP, SAMPLE_STYLE
+
+TINY = ["--size", "64", "--first-frame-iterations", "3", "--frame-iterations", "8", "--quiet"]
+CHUNKS = ["--chunk-size", "3", "--overlap", "2"]
+
+
+def run(*args):
+    return cli.main([str(a) for a in args])
+
+
+def test_combined_guides_pull_as_their_sum():
+    """Two weighted targets folded into one guide: the loss differs by a constant, the gradient not at all."""
+    rng = np.random.default_rng(0)
+    shape = (6, 5)
+    guides = [TemporalGuide(rng.uniform(0, 255, (*shape, 3)).astype(np.float32),
+                            (rng.uniform(size=shape) > 0.3).astype(np.float32), weight) for weight in (0.25, 0.75)]
+    combined = combine_guides(*guides)
+
+    def loss_and_gradient(image, guide_list):
+        image = tf.constant(image[None])
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            loss = tf.add_n([losses.temporal_loss(image, g.warped[None], (g.weight * g.reliability)[None, ..., None])
+                             for g in guide_list])
+        return float(loss), tape.gradient(loss, image).numpy()
+
+    differences = []
+    for _ in range(2):
+        image = rng.uniform(0, 255, (*shape, 3)).astype(np.float32)
+        separate, separate_gradient = loss_and_gradient(image, guides)
+        together, together_gradient = loss_and_gradient(image, [combined])
+        np.testing.assert_allclose(together_gradient, separate_gradient, rtol=1e-4, atol=1e-9)
+        differences.append(separate - together)
+    assert differences[0] == pytest.approx(differences[1], rel=1e-4)
+    # Where only one guide is reliable, the target is that guide's frame.
+    only_first = (guides[0].reliability > 0) & (guides[1].reliability == 0)
+    np.testing.assert_allclose(combined.warped[only_first], guides[0].warped[only_first])
+
+
+def test_a_guide_weight_scales_its_temporal_term(vgg_weights):
+    from pipeline.config import make_settings
+    from pipeline.stylize import Stylizer
+    from pipeline.vgg import to_caffe
+
+    size = (40, 48)
+    frame = np.full((*size, 3), 90, np.uint8)
+    stylizer = Stylizer(make_settings("default"), vgg_weights, load_rgb(SAMPLE_STYLE)[:200, :200], size)
+    warped, reliable = np.full((*size, 3), 200, np.uint8), np.ones(size, np.float32)
+    temporal = []
+    for weight in (1.0, 0.5):
+        stylizer._set_targets(frame, TemporalGuide(warped, reliable, weight))
+        temporal.append(stylizer.evaluate(to_caffe(frame)[None])[1]["temporal"])
+    assert temporal[0] > 0 and temporal[1] == pytest.approx(temporal[0] / 2, rel=1e-5)
+
+
+def test_a_border_stitches_the_later_chunks_warm_up_within_the_earlier_chunk():
+    assert border_between(0, 12, 6).frames == range(6, 12)
+    assert border_between(0, 12, 12).frames == range(1, 12)  # the earlier chunk's first frame is where it starts
+    assert border_between(10, 12, 6).frames == range(11, 12)
+    assert not border_between(11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
+    border = Border(12, 6)
+    ramp = [border.ramp(i) for i in border.frames]
+    assert ramp == sorted(ramp) and 0 < ramp[0] < 0.2 and 0.8 < ramp[-1] < 1
+
+
+def blend_residual(frame, earlier, later) -> float:
+    """RMS distance of `frame` from the best linear blend of the two chains' frames."""
+    a, b, f = (x.astype(np.float64).ravel() for x in (earlier, later, frame))
+    direction = b - a
+    weight = np.clip(direction @ (f - a) / (direction @ direction), 0, 1)
+    return float(np.sqrt(np.mean((f - a - weight * direction) ** 2)))
+
+
+def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_encodes(tmp_path, capsys):
+    output, work = tmp_path / "farm.mp4", tmp_path / "farm.work"
+    common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS]
+    assert run(*common, "--frames", "0-2") == 0
+    assert run(*common, "--stitch", 3) == 2  # the later chunk is missing: refused, one line
+    err = capsys.readouterr().err
+    assert "cannot stitch the border at frame 3 yet: frame(s) 3 and warm-up frame(s) 1, 2" in err
+    assert not (work / "stitched").exists()
+    assert run(*common, "--frames", "3-5") == 0
+    assert run(*common, "--stitch", 3) == 0
+    stitched = work / "stitched" / "000003" / "frames"
+    assert sorted(p.name for p in stitched.iterdir()) == ["000001.png", "000002.png"]
+    files = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert run(*common, "--stitch", 3) == 0  # a retried farm task changes nothing
+    assert {p: p.stat().st_mtime_ns for p in files} == files
+
+    (stitched / "000002.png").unlink()  # a task killed before its last frame: resumes there
+    assert run(*common, "--stitch", 3) == 0
+    assert (stitched / "000002.png").stat().st_mtime_ns > files[stitched / "000002.png"]
+    assert (stitched / "000001.png").stat().st_mtime_ns == files[stitched / "000001.png"]
+
+    assert run(*common, "--assemble") == 0
+    for index in (1, 2):
+        final = load_rgb(work / "final" / f"{index:06d}.png")
+        np.testing.assert_array_equal(final, load_rgb(stitched / f"{index:06d}.png"))
+        earlier, later = load_rgb(work / "frames" / f"{index:06d}.png"), load_rgb(work / "warmup" / "000003" / "frames" / f"{index:06d}.png")
+        assert blend_residual(final, earlier, later) > 1.0  # a frame of its own, not a cross-fade
+        # As much detail as the two chains' own frames: no double exposure. (At 64 px and a few
+        # evaluations a cross-fade loses little; benchmarks/seams.py measures it properly.)
+        chains = np.mean([metrics.texture_energy(earlier), metrics.texture_energy(later)])
+        assert metrics.texture_energy(final) >= 0.9 * chains
+    np.testing.assert_array_equal(load_rgb(work / "final" / "000003.png"), load_rgb(work / "frames" / "000003.png"))
