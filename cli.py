@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 from pipeline.config import Job, Settings, make_settings, read_preset, setting_types  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
+from pipeline.workdir import DamagedFrames, DifferentRender, NotAWorkDir, OutputExists, WorkDirBusy  # noqa: E402
 
 EXIT_INPUT_ERROR = 2
 EXIT_ENTRY_FAILED = 1
@@ -102,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end", type=int, help="render up to this frame, exclusive (default: the last frame)")
     parser.add_argument("--weights", type=Path, help="VGG16 weights file (Keras .h5); default: found offline")
     parser.add_argument("--workdir", type=Path, help="where finished frames are kept (default: <output>.work)")
-    parser.add_argument("--restart", action="store_true", help="discard frames of an earlier, different render")
+    parser.add_argument("--restart", action="store_true",
+                        help="delete the frames of an earlier, different render in the work directory, and start over")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files that this render did not write (never an input)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for another render using the same work directory instead of refusing")
     parser.add_argument("--quiet", action="store_true", help="one log line per frame instead of a progress bar")
     previews = parser.add_argument_group("previews")
     previews.add_argument("--compare", action="store_true",
@@ -114,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="render only frames A to B, both included, into the work directory; no encoding")
     farm.add_argument("--assemble", action="store_true",
                       help="only encode the output from the work directory's frames; refuses if any are missing")
+    farm.add_argument("--stitch", type=int, metavar="FRAME",
+                      help="re-render the frames before the chunk border at FRAME (the first frame of a --frames "
+                      "range) so the two ranges join; run once both ranges are done (--assemble runs any left)")
     batch = parser.add_argument_group("batch")
     batch.add_argument("--job", type=Path, help="render every entry of a TOML job file (see pipeline/jobs.py) "
                        "instead of one video; rerun it to resume")
@@ -146,37 +155,71 @@ def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def job_from_args(args: argparse.Namespace) -> Job:
     overrides = {name: getattr(args, name) for name in setting_types() if getattr(args, name) is not None}
     settings = make_settings(args.preset, overrides)
-    output = args.output
-    if output is not None and output.resolve() == args.video.resolve():
-        raise InputError(f"{output}: refusing to overwrite the input video")
-    return Job(video=args.video, style=args.style, settings=settings, output=output,
-               start=args.start, end=args.end, weights=args.weights, workdir=args.workdir)
+    return Job(video=args.video, style=args.style, settings=settings, output=args.output, start=args.start, end=args.end,
+               weights=args.weights, workdir=args.workdir, overwrite=args.overwrite, wait=args.wait)
+
+
+def preview_paths(args: argparse.Namespace, job: Job) -> dict[str, Path]:
+    from pipeline import compare
+
+    wanted = {"compare": (args.compare, ".compare.mp4"), "sheet": (args.contact_sheet, ".sheet.png")}
+    return {name: compare.preview_path(job.output_path, suffix, job.output_is_sequence)
+            for name, (asked, suffix) in wanted.items() if asked}
 
 
 def write_previews(args: argparse.Namespace, job: Job) -> list[Path]:
     """The preview aids asked for with --compare and --contact-sheet, from the finished frames."""
     from pipeline import compare, render
+    from pipeline.workdir import WorkDir
 
     job_plan = render.plan(job)
+    paths = preview_paths(args, job)
+    render.check_outputs(job, job_plan, tuple(paths.values()))
     where = (job.workdir_path, job_plan.info, job_plan.size, job_plan.start, job_plan.end)
     written = []
-    if args.compare:
-        written.append(compare.write_side_by_side(
-            *where, compare.preview_path(job.output_path, ".compare.mp4"), audio_from=job.video))
-    if args.contact_sheet:
-        written.append(compare.write_contact_sheet(
-            *where, args.contact_sheet, compare.preview_path(job.output_path, ".sheet.png")))
+    if "compare" in paths:
+        written.append(compare.write_side_by_side(*where, paths["compare"], audio_from=job.video))
+    if "sheet" in paths:
+        written.append(compare.write_contact_sheet(*where, args.contact_sheet, paths["sheet"]))
+    WorkDir(job.workdir_path).record_outputs(written)
     return written
 
 
+# What the user can do about a refusal, in this command's words (the pipeline says what happened).
+ADVICE = {
+    DifferentRender: "--workdir DIR renders elsewhere and keeps them; --restart deletes them and starts over",
+    NotAWorkDir: "name a new or empty folder with --workdir",
+    OutputExists: "--overwrite replaces it; -o writes elsewhere",
+    WorkDirBusy: "--wait waits for it to finish",
+    DamagedFrames: "run the --frames tasks that cover them again, then --assemble",
+}
+
+
+def advice_for(error: Exception) -> str:
+    return next((f" ({advice})" for kind, advice in ADVICE.items() if isinstance(error, kind)), "")
+
+
 def eval_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cli.py eval", description="Temporal stability (E_warp, Lai et al. 2018) of a stylized "
-                     "clip next to the source's own and the flow floor, plus per-frame losses from a work directory.")
+    from pipeline.evaluate import COLD_BASELINE_COMMAND
+    from pipeline.metrics import EVALUATION_FLOW
+
+    parser = _Parser(
+        prog="cli.py eval", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Temporal stability (E_warp, Lai et al. 2018) of a stylized clip next to the source's own and "
+        "its per-pair flow floor, content fidelity (structure, its drift, texture energy per frame), per-frame "
+        "losses from a work directory, and ratios to a cold baseline render.",
+        epilog=f"cold baseline for --baseline:\n  {COLD_BASELINE_COMMAND}")
     parser.add_argument("source", type=Path, help="the source video")
     parser.add_argument("stylized", type=Path, help="stylized video, frames folder, pattern like out.%%04d.png, "
                         "or a render's work directory")
-    parser.add_argument("--start", type=int, default=0, help="source frame shown by the first stylized frame")
-    parser.add_argument("--flow", default="dis-medium", help="optical flow method (default: dis-medium)")
+    parser.add_argument("--start", type=int, help="source frame shown by the first stylized frame "
+                        "(default: a work directory's first frame, else 0)")
+    parser.add_argument("--flow", default=EVALUATION_FLOW, help="optical flow that measures E_warp; best not the "
+                        f"render's (default: {EVALUATION_FLOW}; farneback is faster)")
+    parser.add_argument("--render-flow", help="flow the render used, to carry frames for the flow floor "
+                        "(default: the work directory's manifest, else the default preset's)")
+    parser.add_argument("--baseline", type=Path, metavar="WORKDIR",
+                        help="work directory of a cold render of the same frames (see below): adds ratios to it")
     parser.add_argument("--json", type=Path, help="also write the results, per pair and per frame, as JSON")
     return parser
 
@@ -186,10 +229,12 @@ def run_eval(argv: list[str]) -> int:
     from pipeline import evaluate
 
     try:
-        result = evaluate.evaluate(args.source, args.stylized, args.start, args.flow)
+        result = evaluate.evaluate(args.source, args.stylized, args.start, args.flow, args.render_flow, args.baseline)
     except (InputError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    for warning in result["warnings"]:
+        print(warning, file=sys.stderr)
     print(evaluate.format_evaluation(result))
     if args.json:
         evaluate.write_json(result, args.json)
@@ -233,8 +278,17 @@ def main(argv: list[str] | None = None) -> int:
                 render.render_range(job, *args.frames, on_progress=reporter)
             print(f"rendered frames {args.frames[0]}-{args.frames[1] - 1} into {job.workdir_path}", file=sys.stderr)
             return 0
+        if args.stitch is not None:
+            from pipeline.stitch import stitch_task
+
+            rendered = stitch_task(job, args.stitch)
+            print(f"stitched the border at frame {args.stitch} ({len(rendered)} frame(s) rendered) "
+                  f"into {job.workdir_path}", file=sys.stderr)
+            return 0
+        if args.compare or args.contact_sheet:  # refuse now, not after the render, if a preview may not be written
+            render.check_outputs(job, render.plan(job), tuple(preview_paths(args, job).values()))
         if args.assemble:
-            output = render.finish(job, render.prepare(job))
+            output = render.assemble_only(job)
         else:
             with ProgressReporter(quiet=args.quiet) as reporter:
                 output = render.render_anywhere(job, reporter, args.restart)
@@ -246,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ENTRY_FAILED
     except InputError as error:
-        message = str(error)
+        message = str(error) + advice_for(error)
         if args.restart:  # running it again *with* --restart would discard what is kept
             message = message.replace("run the same command again", "run the same command again without --restart")
         print(f"error: {message}", file=sys.stderr)
@@ -264,11 +318,12 @@ def run_job_file(args: argparse.Namespace, argv: list[str]) -> int:
 
     try:
         entries = jobs.parse(args.job)
-        if args.weights is not None:
-            entries = [jobs.Entry(e.number, e.name, dataclasses.replace(e.job, weights=args.weights)) for e in entries]
+        flags = {"overwrite": args.overwrite, "wait": args.wait, **({"weights": args.weights} if args.weights else {})}
+        entries = [jobs.Entry(e.number, e.name, dataclasses.replace(e.job, **flags)) for e in entries]
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    import_tensorflow_quietly()  # once the job file parsed; pipeline.progress imports TensorFlow
     from pipeline.progress import ProgressReporter
 
     log = jobs.JobLog(args.log or jobs.default_log_path(args.job))

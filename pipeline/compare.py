@@ -15,7 +15,8 @@ import numpy as np
 
 from pipeline import images, video
 from pipeline.errors import InputError
-from pipeline.workdir import WorkDir
+from pipeline.outputs import is_sequence_pattern, output_stem
+from pipeline.workdir import FinalFrames, WorkDir
 
 FramePair = tuple[int, np.ndarray, np.ndarray]  # (source frame index, source RGB, stylized RGB)
 
@@ -39,18 +40,19 @@ def read_pairs(workdir: Path, info: video.VideoInfo, size: tuple[int, int], indi
     """(index, source, stylized) for sorted `indices`, decoding the source once front to back."""
     if not indices:
         return
-    wanted = set(indices)
+    wanted, final = set(indices), FinalFrames(WorkDir(workdir))  # stitched frames where a border has them
     sources = video.read_frames(info, indices[0], indices[-1] + 1, size)
     for index, source in zip(range(indices[0], indices[-1] + 1), sources):
         if index in wanted:
-            yield index, source, WorkDir(workdir).load(index)
+            yield index, source, final.load(index)
 
 
-def preview_path(output: Path, suffix: str) -> Path:
-    """Beside the output, named like it: clip.mp4 -> clip<suffix>, shot.%04d.png -> shot<suffix>."""
+def preview_path(output: Path, suffix: str, sequence: bool | None = None) -> Path:
+    """Beside the output, named like it: clip.mp4 -> clip<suffix>, shot.%04d.png -> shot<suffix>.
+    `sequence` None: a printf pattern in the name makes it a sequence."""
     output = Path(output)
-    name = output.name.split("%")[0].rstrip("._-") if "%" in output.name else output.stem
-    return output.with_name(f"{name}{suffix}")
+    sequence = is_sequence_pattern(output) if sequence is None else sequence
+    return output.with_name(f"{output_stem(output, sequence)}{suffix}")
 
 
 # ---------------------------------------------------------------- composing

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import InputError
+from .outputs import is_sequence_pattern, output_stem
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -52,7 +53,7 @@ class Settings:
     init: str = _doc("how frames after the first start", INITS)
     flow: str = _doc("optical flow method for warm start and temporal loss", FLOW_METHODS)
     chunk_size: int = _doc("frames per chunk when a clip is split across workers (Ray)")
-    overlap: int = _doc("warm-up frames before each chunk, cross-faded into the previous chunk's end")
+    overlap: int = _doc("warm-up frames before each chunk; the border frames are re-optimized between both chains (stitch)")
     ray: str = _doc("render chunks on Ray: '' off, 'local' a cluster on this machine, or a cluster "
                     "address ('auto', 'ray://host:10001'); a bare --ray means local", const="local", pixels=False)
 
@@ -94,16 +95,22 @@ class Job:
     end: int | None = None  # exclusive; None: to the last frame
     weights: Path | None = None  # None: search (see weights.py)
     workdir: Path | None = None  # None: `<output name>.work` beside the output
+    overwrite: bool = False  # replace an existing output that this render's work directory did not write
+    wait: bool = False  # wait for another render holding the work directory instead of refusing
 
     @property
     def output_path(self) -> Path:
         return self.output or self.video.with_name(f"{self.video.stem}.stylized.mp4")
 
     @property
+    def output_is_sequence(self) -> bool:
+        """Only an output the user names can be an image-sequence pattern."""
+        return self.output is not None and is_sequence_pattern(self.output)
+
+    @property
     def workdir_path(self) -> Path:
         output = self.output_path
-        name = output.name.split("%")[0].rstrip("._-") if "%" in output.name else output.stem
-        return self.workdir or output.with_name(f"{name}.work")
+        return self.workdir or output.with_name(f"{output_stem(output, self.output_is_sequence)}.work")
 
 
 def setting_types() -> dict[str, type]:

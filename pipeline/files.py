@@ -5,6 +5,7 @@ is written by `write_atomically`, so it is either absent or complete.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -37,6 +38,16 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def require_no_link_loop(path: Path) -> None:
+    """InputError if `path` is a symbolic link that leads back to itself: exists() only says
+    False for one ("file not found", wrong), and resolve() raises a RuntimeError."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InputError(f"{path}: symbolic link loop (the link leads back to itself)") from None
 
 
 def require_writable_dir(directory: Path) -> None:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.files import require_writable_dir, write_atomically
+from pipeline.files import require_no_link_loop, require_writable_dir, write_atomically
 
 _JPEG_MAGIC = b"\xff\xd8"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -41,6 +41,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def _read_bytes(path: Path) -> np.ndarray:
     # np.fromfile + imdecode because cv2.imread cannot open non-ASCII paths on every platform.
+    require_no_link_loop(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
@@ -129,11 +130,16 @@ def save_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:
     extension = path.suffix.lower()
     _check_saveable(path, extension, rgb)
     require_writable_dir(path.parent)
+    write_atomically(path, encode_image(extension, rgb))
+
+
+def encode_image(extension: str, rgb: np.ndarray) -> bytes:
+    """The file contents `save_rgb` writes for an RGB frame (so a checksum can be taken first)."""
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     ok, encoded = cv2.imencode(extension, bgr, _SAVE_PARAMS.get(extension, []))
     if not ok:
-        raise RuntimeError(f"{path}: OpenCV could not encode the image")
-    write_atomically(path, encoded.tobytes())
+        raise RuntimeError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} {extension} image")
+    return encoded.tobytes()
 
 
 def _check_saveable(path: Path, extension: str, rgb: np.ndarray) -> None:
@@ -148,6 +154,7 @@ def _check_saveable(path: Path, extension: str, rgb: np.ndarray) -> None:
 def check_output_image(path: str | os.PathLike) -> None:
     """InputError now, before anything is rendered, if save_rgb(path, frame) would refuse."""
     path = Path(path)
+    require_no_link_loop(path)
     extension = path.suffix.lower()
     if extension not in _SAVE_DTYPES:
         raise InputError(f"{path}: unsupported image format, use one of {sorted(_SAVE_DTYPES)}")

@@ -14,11 +14,14 @@ A job file is TOML; every path in it is relative to the job file:
     style = ["k.jpg", "starry.jpg"]     # ... with each style ...
     preset = ["preview", "final"]       # ... at each preset: the cross product
     output = "{video}-{style}-{preset}.mp4"  # optional, in output_dir; default "{video}.{style}.{preset}.mp4"
+    workdir = "work/{video}-{style}"    # optional; default "<output name>.work" beside the output
     start = 0                           # optional frame range, as --start / --end
     end = 48
     temporal_weight = 100               # any setting: this entry only
 
 A setting written in the job file beats the preset's value; an entry's beats the top-level one.
+No two entries may share an output or a work directory, and no output may be an input (a clip,
+a style, the job file, the weights): the job file is refused naming both entries.
 An entry that fails (a missing clip, out of memory) does not stop the others. Rerunning the job
 resumes every unfinished entry and skips finished ones. Each line printed is also appended, with a
 timestamp, to the log (`<job file>.log` beside it, e.g. jobs.log, or `--log`).
@@ -26,6 +29,7 @@ timestamp, to the log (`<job file>.log` beside it, e.g. jobs.log, or `--log`).
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 import tomllib
@@ -37,8 +41,9 @@ from typing import Any, Callable
 
 from .config import Job, make_settings, preset_path, setting_types
 from .errors import InputError
+from .outputs import refuse_inputs_as_outputs
 
-ENTRY_KEYS = ("video", "style", "preset", "output", "start", "end")
+ENTRY_KEYS = ("video", "style", "preset", "output", "workdir", "start", "end")
 TOP_KEYS = ("output_dir", "preset", "weights", "render")
 PRODUCT_KEYS = ("video", "style", "preset")  # a list in these multiplies the entry
 DEFAULT_OUTPUT = "{video}.{style}.{preset}.mp4"
@@ -102,6 +107,8 @@ def parse(path: Path) -> list[Entry]:
         start, end = _frame(path, where, "start", raw.get("start", 0)), raw.get("end")
         end = None if end is None else _frame(path, where, "end", end)
         output_pattern = _text(path, where, "output", raw.get("output", DEFAULT_OUTPUT))
+        workdir_pattern = raw.get("workdir")
+        workdir_pattern = None if workdir_pattern is None else _text(path, where, "workdir", workdir_pattern)
         for video, style, preset in itertools.product(*(choices[k] for k in PRODUCT_KEYS)):
             preset_ref = base / preset if preset.endswith(".toml") else preset
             try:
@@ -110,18 +117,24 @@ def parse(path: Path) -> list[Entry]:
             except InputError as error:
                 raise JobFileError(f"{path}: {where}: {error}") from None
             names = {"video": Path(video).stem, "style": Path(style).stem, "preset": Path(preset).stem}
-            try:
-                output = output_dir / output_pattern.format(**names)
-            except (KeyError, IndexError, ValueError) as error:
-                raise JobFileError(f"{path}: {where}: output {output_pattern!r}: unknown placeholder {error} "
-                                   "(use {video}, {style}, {preset})") from None
+            output = output_dir / _filled(path, where, "output", output_pattern, names)
+            workdir = None if workdir_pattern is None else base / _filled(path, where, "workdir", workdir_pattern, names)
             span = f" [{start}:{'' if end is None else end}]" if (start, end) != (0, None) else ""
             name = f"{names['video']} / {names['style']} / {names['preset']}{span}"
             job = Job(video=base / video, style=base / style, settings=settings, output=output,
-                      start=start, end=end, weights=weights)
+                      start=start, end=end, weights=weights, workdir=workdir)
             entries.append(Entry(len(entries) + 1, name, job))
-    _refuse_shared_outputs(path, entries)
+    _refuse_shared_places(path, entries)
+    _refuse_outputs_on_inputs(path, entries)
     return entries
+
+
+def _filled(path: Path, where: str, key: str, pattern: str, names: dict[str, str]) -> str:
+    try:
+        return pattern.format(**names)
+    except (KeyError, IndexError, ValueError) as error:
+        raise JobFileError(f"{path}: {where}: {key} {pattern!r}: unknown placeholder {error} "
+                           "(use {video}, {style}, {preset})") from None
 
 
 def _refuse_unknown(path: Path, where: str, table: dict, known: set[str]) -> None:
@@ -149,15 +162,26 @@ def _frame(path: Path, where: str, key: str, value: Any) -> int:
     return value
 
 
-def _refuse_shared_outputs(path: Path, entries: list[Entry]) -> None:
-    seen: dict[Path, Entry] = {}
-    for entry in entries:
-        key = entry.job.output_path.resolve()
-        if key in seen:
-            raise JobFileError(
-                f"{path}: entries {seen[key].number} ({seen[key].name}) and {entry.number} ({entry.name}) "
-                f"both write {entry.job.output_path}; give them different `output` names")
-        seen[key] = entry
+def _refuse_shared_places(path: Path, entries: list[Entry]) -> None:
+    """Two entries writing one output or one work directory would destroy each other's frames."""
+    for what, place, fix in (("output", lambda job: job.output_path, "`output` names"),
+                             ("work directory", lambda job: job.workdir_path, "`output` or `workdir` names")):
+        seen: dict[Path, Entry] = {}
+        for entry in entries:
+            key = os.path.realpath(place(entry.job))  # never raises, even on a link loop
+            if key in seen:
+                raise JobFileError(
+                    f"{path}: entries {seen[key].number} ({seen[key].name}) and {entry.number} ({entry.name}) "
+                    f"both use the {what} {place(entry.job)}; give them different {fix}")
+            seen[key] = entry
+
+
+def _refuse_outputs_on_inputs(path: Path, entries: list[Entry]) -> None:
+    inputs = [path, *(p for e in entries for p in (e.job.video, e.job.style, e.job.weights))]
+    try:
+        refuse_inputs_as_outputs([e.job.output_path for e in entries], inputs)
+    except InputError as error:
+        raise JobFileError(f"{path}: {error}") from None
 
 
 # ---------------------------------------------------------------- running

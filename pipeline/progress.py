@@ -5,7 +5,7 @@ import sys
 
 from tqdm import tqdm
 
-from .render import FrameDone, Progressed, Started
+from .render import FrameDone, FrameRejected, Progressed, Started
 from .stylize import Iterate
 
 
@@ -31,6 +31,15 @@ class ProgressReporter:
             self._frame_done(event)
         elif isinstance(event, Progressed):
             self._progressed(event)
+        elif isinstance(event, FrameRejected):
+            self._say(f"frame {event.index}: {event.reason}; rendering it again")
+
+    def _say(self, line: str) -> None:
+        """A line above the bar (or in the log), without breaking the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def _start(self, event: Started) -> None:
         if self.quiet:

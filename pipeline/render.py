@@ -3,7 +3,8 @@
 `render_frames(job, chunk)` is the one unit of work: it stylizes one chunk of the clip into the
 work directory, skipping frames already there and resuming its warm-start chain from its last
 finished frame. A whole render (one chunk), a farm task (`--frames`) and a Ray worker all make
-this same call; `assemble` then blends the chunks' overlaps and encodes the output.
+this same call; `assemble` then encodes the output, with each chunk border's stitch
+(stitch.py) in place of the earlier chunk's last frames.
 
 The work directory and its layout are in workdir.py.
 """
@@ -26,8 +27,11 @@ from .chunks import Chunk, chunk_for_range
 from .config import Job
 from .errors import InputError
 from .files import file_sha256
-from .workdir import ChunkFrames, FinalFrames, WorkDir, disk_full_is_an_input_error, remove_stale
+from .outputs import refuse_inputs_as_outputs, sequence_members
+from .workdir import (ChunkFrames, DamagedFrames, FinalFrames, WorkDir, disk_full_is_an_input_error,
+                      identity_differences, remove_stale)
 from .stylize import FrameResult, Iterate, Stylizer, TemporalGuide
+from .stitch import stitch_missing
 from .weights import VGGWeights, load_vgg16_weights
 
 
@@ -47,6 +51,14 @@ class Progressed:
 
 
 @dataclass(frozen=True)
+class FrameRejected:
+    """A finished frame failed its check and will be rendered again."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class FrameDone:
     """A frame has just been rendered (frames found on disk are counted in `Started.done`)."""
 
@@ -54,7 +66,7 @@ class FrameDone:
     result: FrameResult
 
 
-ProgressCallback = Callable[[Started | Progressed | Iterate | FrameDone], None]
+ProgressCallback = Callable[[Started | Progressed | Iterate | FrameRejected | FrameDone], None]
 
 
 @dataclass(frozen=True)
@@ -83,18 +95,53 @@ def plan(job: Job) -> Plan:
 
 
 def prepare(job: Job, restart: bool = False) -> Plan:
-    """Check the inputs and the output, then create or check the work directory."""
+    """Check the inputs and the outputs, then create or check the work directory."""
     job_plan = plan(job)
-    video.check_output(job.output_path)  # before the work directory is created beside it
+    check_outputs(job, job_plan)
     WorkDir(job.workdir_path).open(manifest(job, job_plan), restart)
     return job_plan
 
 
+def output_files(job: Job, job_plan: Plan) -> list[Path]:
+    """The files the encoded output consists of: one video, or one image per frame."""
+    if job.output_is_sequence:
+        return sequence_members(job.output_path, job_plan.start, job_plan.end)
+    return [job.output_path]
+
+
+def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> None:
+    """Before anything is rendered: each output can be written, is none of the inputs, and
+    replaces no file that this render's work directory did not write (unless `overwrite`)."""
+    video.check_output(job.output_path, job.output_is_sequence)
+    outputs = [*output_files(job, job_plan), *extra]
+    refuse_inputs_as_outputs([*outputs, job.workdir_path / "report.html"], [job.video, job.style, job.weights])
+    if not job.overwrite:
+        WorkDir(job.workdir_path).refuse_replacing(outputs)
+
+
+@contextlib.contextmanager
+def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[Plan]:
+    """Check every input and output (creating nothing), then hold the work directory with its
+    manifest checked: exclusively for a whole render, shared for farm ranges side by side."""
+    job_plan = plan(job)
+    check_outputs(job, job_plan)
+    work = WorkDir(job.workdir_path)
+    with work.locked(shared=shared, wait=job.wait):
+        work.open(manifest(job, job_plan), restart)
+        yield job_plan
+
+
 def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     """Render the job's whole range, resuming what is already done, and encode the output."""
-    job_plan = prepare(job, restart)
-    render_frames(job, Chunk(job_plan.start, job_plan.end), on_progress, job_plan, continue_chain=True)
-    return finish(job, job_plan)
+    with holding(job, restart) as job_plan:
+        render_frames(job, Chunk(job_plan.start, job_plan.end), on_progress, job_plan, continue_chain=True)
+        return finish(job, job_plan)
+
+
+def assemble_only(job: Job) -> Path:
+    """Encode the output from frames rendered earlier (farm ranges); refuses while any is missing."""
+    with holding(job) as job_plan:
+        return finish(job, job_plan)
 
 
 def render_anywhere(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
@@ -109,12 +156,12 @@ def render_anywhere(job: Job, on_progress: ProgressCallback | None = None, resta
 def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback | None = None) -> Plan:
     """A farm task: frames [first, last) as their own chunk (warm-up and all), no encoding.
     Deterministic and idempotent, so a farm manager may retry it or run ranges side by side."""
-    job_plan = prepare(job)
-    if not job_plan.start <= first < last <= job_plan.end:
-        raise InputError(f"{job.video}: --frames {first}-{last - 1} is outside the clip's frames "
-                         f"{job_plan.start}-{job_plan.end - 1}")
-    render_frames(job, chunk_for_range(job_plan.start, first, last, job.settings.overlap), on_progress, job_plan)
-    return job_plan
+    with holding(job, shared=True) as job_plan:
+        if not job_plan.start <= first < last <= job_plan.end:
+            raise InputError(f"{job.video}: --frames {first}-{last - 1} is outside the clip's frames "
+                             f"{job_plan.start}-{job_plan.end - 1}")
+        render_frames(job, chunk_for_range(job_plan.start, first, last, job.settings.overlap), on_progress, job_plan)
+        return job_plan
 
 
 def finish(job: Job, job_plan: Plan) -> Path:
@@ -140,10 +187,10 @@ def workdir_state(job: Job) -> str:
     (frames of another render, which `render` refuses without `restart`)."""
     job_plan = plan(job)
     work = WorkDir(job.workdir_path)
-    found = work.read_manifest()
+    found = work.read_manifest() if work.manifest_path.is_file() else None
     if found is None:
         return "empty"
-    if found != json.loads(json.dumps(manifest(job, job_plan))):
+    if identity_differences(found["identity"], json.loads(json.dumps(manifest(job, job_plan)["identity"]))):
         return "different"
     done = sum(work.has(i) for i in range(job_plan.start, job_plan.end))
     return "complete" if done == job_plan.end - job_plan.start else "partial" if done else "empty"
@@ -161,24 +208,45 @@ def render_frames(
     work = ChunkFrames(WorkDir(job.workdir_path), chunk)
     notify = on_progress or (lambda event: None)
     indices = range(chunk.begin, chunk.last)
-    missing = [i for i in indices if not work.has(i)]
-    notify(Started(len(indices), len(indices) - len(missing)))
-    if not missing:
-        return []
-    with _out_of_memory_is_an_input_error(job_plan, missing[0]):
-        stylizer = _stylizer(job, job_plan)
     earliest_seed = job_plan.start if continue_chain else chunk.begin
+    trusted = _check_finished(work, indices, job_plan.size, notify)
+    notify(Started(len(indices), len(trusted)))
+    first = next((i for i in indices if i not in trusted), None)
+    if first is None:
+        return []
+    with _out_of_memory_is_an_input_error(job_plan, first):
+        stylizer = stylizer_for(job, job_plan)
     rendered = []
-    for index, source, previous in _frames_with_previous(job_plan, work, missing[0], chunk.last, earliest_seed):
-        if work.has(index):
+    for index, source, previous in _frames_with_previous(job_plan, work, first, chunk.last, earliest_seed):
+        seed = previous.checksum if previous else None
+        if work.has(index) and work.continues(index, seed):
             continue
+        if work.has(index):
+            notify(FrameRejected(index, f"it continued frame {index - 1} as it was before that was rendered again"))
         with _out_of_memory_is_an_input_error(job_plan, index):
             result = stylize_frame(job, stylizer, source, previous, _pausing_at(f"optimize:{index}", notify))
         with disk_full_is_an_input_error(work.path, f"frame {index}"), _pause_before_rename(f"frame-write:{index}", ".png"):
-            work.save(index, result)
+            work.save(index, result, seed)
         rendered.append(index)
         notify(FrameDone(index, result))
     return rendered
+
+
+def _check_finished(work: ChunkFrames, indices: range, size: tuple[int, int], notify) -> set[int]:
+    """Check every finished frame before trusting it: a damaged one is removed, with a line
+    saying so, and rendered again; so is a frame whose chain predecessor no longer matches."""
+    trusted, previous = set(), None
+    for index in indices:
+        damage = work.damage(index, size) if work.has(index) else "missing"
+        if damage is None and (index == indices.start or work.continues(index, previous)):
+            trusted.add(index)
+            previous = work.checksum(index)
+            continue
+        if damage not in (None, "missing"):
+            notify(FrameRejected(index, damage))
+            work.discard_frame(index)
+        previous = None
+    return trusted
 
 
 @contextlib.contextmanager
@@ -197,6 +265,7 @@ def _out_of_memory_is_an_input_error(job_plan: Plan, index: int) -> Iterator[Non
 class Previous:
     source: np.ndarray
     stylized: np.ndarray
+    checksum: str | None  # of the stylized frame's PNG, recorded as the next frame's seed
 
 
 def _frames_with_previous(
@@ -210,7 +279,7 @@ def _frames_with_previous(
     for index, source in zip(range(seed, last), frames):
         if index >= first:
             yield index, source, previous
-        previous = Previous(source, work.load(index)) if work.has(index) else None
+        previous = Previous(source, work.load(index), work.checksum(index)) if work.has(index) else None
 
 
 def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, previous: Previous | None, notify) -> FrameResult:
@@ -235,33 +304,35 @@ def vgg_weights(job: Job) -> VGGWeights:
     return _weights_cache[job.weights]
 
 
-def _stylizer(job: Job, job_plan: Plan) -> Stylizer:
+def stylizer_for(job: Job, job_plan: Plan) -> Stylizer:
     style = images.load_rgb(job.style)
     width, height = job_plan.size
-    return Stylizer(job.settings, vgg_weights(job), style, (height, width))
+    return Stylizer(job.settings, vgg_weights(job), style, (height, width), style_name=job.style)
 
 
 def assemble(job: Job, job_plan: Plan) -> Path:
     """Encode the finished frames of the range into the output (video or image sequence)."""
     work = WorkDir(job.workdir_path)
-    absent = [i for i in range(job_plan.start, job_plan.end) if not work.has(i)]
-    if absent:
-        raise InputError(f"{work.path}: frames not rendered yet: {_ranges(absent)}")
+    _refuse_unfinished(work, job_plan)
+    check_outputs(job, job_plan)  # again: a file may have appeared there during the render
     output = job.output_path
-    final = FinalFrames(work, job_plan.start, job.settings.overlap)
-    if "%" in output.name:
-        for index in range(job_plan.start, job_plan.end):
+    stitch_missing(job, job_plan)  # borders of farm ranges whose stitch task has not run
+    final = FinalFrames(work)
+    if job.output_is_sequence:
+        members = output_files(job, job_plan)
+        for index, member in zip(range(job_plan.start, job_plan.end), members):
             with disk_full_is_an_input_error(output.parent, f"output frame {index}"):
-                images.save_rgb(Path(str(output) % index), final.load(index))
+                images.save_rgb(member, final.load(index))
+        work.record_outputs(members)
         return output
-    with disk_full_is_an_input_error(work.path, "the blended frames"):
+    with disk_full_is_an_input_error(work.path, "the frames to encode"):
         frames = final.folder_for_encoding(job_plan.start, job_plan.end)
     # A render killed while encoding leaves video.encode_video's partial file behind.
     remove_stale(output.parent.glob(f".{output.stem}.partial-*{output.suffix}"), r"\.partial-(\d+)\.")
     try:
         with _pause_before_rename("encode", output.name):
             video.encode_video(
-                str(frames / "%06d.png"), job_plan.start, job_plan.end - job_plan.start, output,
+                _printf_escaped(frames) + "/%06d.png", job_plan.start, job_plan.end - job_plan.start, output,
                 job_plan.info.fps, audio_from=job.video, audio_start_frame=job_plan.start,
             )
     except RuntimeError as error:  # ffmpeg's own report; a full disk is the user's to fix
@@ -269,7 +340,26 @@ def assemble(job: Job, job_plan: Plan) -> Path:
             raise
         raise InputError(f"{output.parent}: disk full while encoding {output.name}; the frames are kept in "
                          f"{work.path}; free space and run the same command again") from None
+    work.record_outputs([output])
     return output
+
+
+def _printf_escaped(folder: Path) -> str:
+    """A folder for a printf-style frame pattern (ffmpeg's and ours): a % in its name is literal."""
+    return str(folder).replace("%", "%%")
+
+
+def _refuse_unfinished(work: WorkDir, job_plan: Plan) -> None:
+    """Never encode a gap or a damaged frame: every frame of the range present and intact."""
+    indices = range(job_plan.start, job_plan.end)
+    absent = [i for i in indices if not work.has(i)]
+    if absent:
+        raise InputError(f"{work.path}: frames not rendered yet: {_ranges(absent)}")
+    final = FinalFrames(work)
+    damaged = [i for i in indices if final.holder(i).damage(i, job_plan.size)]
+    if damaged:
+        raise DamagedFrames(f"{work.path}: frames damaged since they were rendered: {_ranges(damaged)}; "
+                            "rendering them again replaces them")
 
 
 def _ranges(indices: list[int]) -> str:
@@ -283,17 +373,22 @@ def _ranges(indices: list[int]) -> str:
 
 
 def manifest(job: Job, job_plan: Plan) -> dict:
-    """What the frames in a work directory depend on; a resume must match it exactly."""
+    """What the frames in a work directory depend on, and where its files were."""
     weights = vgg_weights(job)
     return {
-        "video": {"path": str(job.video.resolve()), "sha256": file_sha256(job.video)},
-        "style": {"path": str(job.style.resolve()), "sha256": file_sha256(job.style)},
-        "size": list(job_plan.size),
-        "fps": str(job_plan.info.fps),
-        "weights": {"source": weights.source, "sha256": weights.sha256},
-        "settings": job.settings.frame_settings(),
+        # What the pixels depend on: a resume must match it exactly. Contents, not paths, so a
+        # shot folder that moves (or a farm node mounting it elsewhere) keeps its frames.
+        "identity": {
+            "video": {"sha256": file_sha256(job.video)},
+            "style": {"sha256": file_sha256(job.style)},
+            "size": list(job_plan.size),
+            "fps": str(job_plan.info.fps),
+            "weights": {"sha256": weights.sha256},
+            "settings": job.settings.frame_settings(),
+        },
+        # Where the files were last seen, for people reading the report.
+        "files": {"video": str(job.video.resolve()), "style": str(job.style.resolve()), "weights": weights.source},
     }
-
 
 
 # ---------------------------------------------------------------- test hook

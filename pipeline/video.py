@@ -20,7 +20,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.files import require_writable_dir
+from pipeline.files import require_no_link_loop, require_writable_dir
 
 # libav's own complaints ("moov atom not found", "error while decoding MB ...") would bury the one
 # InputError line that says what is wrong; OpenCV reads this when its FFmpeg backend starts.
@@ -30,6 +30,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 VGG_MIN_SIDE = 32  # VGG16's five poolings need at least this many pixels per side
 _STDERR_TAIL_LINES = 15
 _FFMPEG_PROBE_TIMEOUT_S = 60
+# ffmpeg prints the container duration to 1/100 s.
+_DURATION_RESOLUTION_S = Fraction(1, 100)
 # A claimed frame count this much above what decodes means a truncated or damaged file, not an
 # estimate that is off by a frame or two (containers without an index).
 _MIN_DECODABLE_SHARE = 0.9
@@ -52,7 +54,7 @@ class VideoInfo:
     path: Path
     width: int  # display size, i.e. after applying rotation
     height: int
-    fps: Fraction  # Fraction(OpenCV fps).limit_denominator(1_000_000): 30.02 stays 30.02
+    fps: Fraction  # OpenCV's, limit_denominator(1_000_000) (30.02 stays 30.02); see _average_fps
     frame_count: int
     rotation: int  # 0/90/180/270: clockwise turn that makes a frame upright
     has_audio: bool
@@ -79,10 +81,15 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     finally:
         cap.release()
     height, width = _upright(first, rotation).shape[:2]
-    return VideoInfo(path, width, height, fps, frame_count, rotation, _has_audio(path))
+    listing = _ffmpeg_listing(path)
+    has_audio = _has_audio(listing)
+    if not has_audio:  # with sound, the container's duration may be the sound's, not the video's
+        fps = _average_fps(fps, frame_count, _container_duration_s(listing))
+    return VideoInfo(path, width, height, fps, frame_count, rotation, has_audio)
 
 
 def _require_nonempty_file(path: Path) -> None:
+    require_no_link_loop(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
@@ -121,7 +128,7 @@ def _opencv_quiet() -> Iterator[None]:
 
 
 def _why_unopenable(path: Path) -> str:
-    streams = _stream_lines(path)
+    streams = _stream_lines(_ffmpeg_listing(path))
     if streams and not any(": Video:" in line for line in streams):
         return "has no video stream"
     return "not a video or cannot be decoded (damaged or truncated?)"
@@ -180,12 +187,43 @@ def _count_by_decoding(path: Path) -> int:
         cap.release()
 
 
-def _has_audio(path: Path) -> bool:
-    return any(": Audio:" in line for line in _stream_lines(path))
+def _average_fps(fps: Fraction, frame_count: int, duration_s: Fraction | None) -> Fraction:
+    """frames / duration where OpenCV's rate misses the clip's length by more than a frame.
+
+    A variable-rate GIF has no rate of its own; ffmpeg estimates one from its shortest frame
+    delays (newtonscradle.gif: 50 fps, 36 frames in 0.72 s for a 0.82 s animation), and encoding
+    at that rate would shorten it. The average rate keeps its duration; the timing inside is
+    evened out, as for any variable-rate clip. Containers that store a true average (MP4) agree
+    with their duration and keep OpenCV's exact rate.
+    """
+    if not duration_s:
+        return fps
+    mismatch_s = abs(frame_count / fps - duration_s)
+    if mismatch_s <= 1 / fps + _DURATION_RESOLUTION_S:
+        return fps
+    return (frame_count / duration_s).limit_denominator(1_000_000)
 
 
-def _stream_lines(path: Path) -> list[str]:
-    """The "Stream #0:1: Audio: ..." lines of `ffmpeg -i` (it exits non-zero by design)."""
+def _has_audio(listing: str) -> bool:
+    return any(": Audio:" in line for line in _stream_lines(listing))
+
+
+def _container_duration_s(listing: str) -> Fraction | None:
+    """The "Duration: 00:00:00.82" of `ffmpeg -i`; None where it says N/A."""
+    match = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", listing)
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + Fraction(seconds)
+
+
+def _stream_lines(listing: str) -> list[str]:
+    """The "Stream #0:1: Audio: ..." lines of an `ffmpeg -i` listing."""
+    return [line for line in listing.splitlines() if re.match(r"\s*Stream #", line)]
+
+
+def _ffmpeg_listing(path: Path) -> str:
+    """What `ffmpeg -i` says about the file: duration and streams (it exits non-zero by design)."""
     result = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
         stdin=subprocess.DEVNULL,
@@ -194,7 +232,7 @@ def _stream_lines(path: Path) -> list[str]:
         errors="replace",
         timeout=_FFMPEG_PROBE_TIMEOUT_S,
     )
-    return [line for line in result.stderr.splitlines() if re.match(r"\s*Stream #", line)]
+    return result.stderr
 
 
 def _upright(frame: np.ndarray, rotation: int) -> np.ndarray:
@@ -317,14 +355,15 @@ def encode_video(
         partial.unlink(missing_ok=True)
 
 
-def check_output(output: str | os.PathLike) -> None:
+def check_output(output: str | os.PathLike, sequence: bool = False) -> None:
     """InputError now, not after hours of rendering, if `output` cannot be written.
 
-    `output` is a video file (by extension, see VIDEO_EXTENSIONS) or an image sequence whose
-    name holds a %-pattern (out.%04d.png); its directory must already exist and be writable.
+    `output` is a video file (by extension, see VIDEO_EXTENSIONS) or, with `sequence`, an image
+    sequence pattern (out.%04d.png); its directory must already exist and be writable.
     """
     output = Path(output)
-    if "%" in output.name:
+    require_no_link_loop(output)
+    if sequence:
         from pipeline import images  # video does not otherwise depend on images
 
         try:
@@ -375,6 +414,10 @@ def _encode_command(
     command += ["-frames:v", str(count), "-r", rate]
     # Frames should already be even-sized (output_size); cropping one pixel beats a failed encode.
     command += ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2"]
+    # yuv420p because most players (Apple's, hardware decoders) refuse 4:4:4. On stylized frames its
+    # half-resolution chroma, not the crf, is what adds flicker: ~1.8x the PNG frames' E_warp at
+    # crf 12-18, with or without -tune grain or B-frames; yuv444p stays within 1.1x
+    # (benchmarks/encoding.py, table in benchmarks/RESULTS.md).
     command += ["-c:v", "libx264", "-crf", "18", "-preset", "medium", "-pix_fmt", "yuv420p"]
     if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
         command += ["-movflags", "+faststart"]  # playable while still downloading

@@ -179,6 +179,16 @@ def test_odd_style_renders(files, tmp_path, name):
     assert_rendered(run_job(tmp_path, SAMPLE_VIDEO, files / name), tmp_path / "out.mp4")
 
 
+def test_long_thin_style_renders_cut_down_with_one_warning(tmp_path):
+    """16x16000: VGG16's 32 px short side alone would make it 32x32000 (2 GB); it is capped."""
+    style = tmp_path / "thin.png"
+    cv2.imwrite(str(style), np.random.default_rng(0).integers(0, 256, (16, 16000, 3), np.uint8))
+    result = run_job(tmp_path, SAMPLE_VIDEO, style)
+    assert_rendered(result, tmp_path / "out.mp4")
+    cut_down = [line for line in result.stderr.splitlines() if line.startswith("warning:") and "16000x16" in line]
+    assert len(cut_down) == 1 and "cut down to 384x32" in cut_down[0], result.stderr
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -212,6 +222,25 @@ def test_output_format_that_cannot_hold_the_video(tmp_path):
     assert_nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize("role, name", [
+    ("video", "loop.mp4"),
+    ("video-default-output", "loop"),  # python cli.py loop --style s.jpg: the output goes beside it
+    ("style", "loop.jpg"),
+    ("output", "loop"),
+    ("output", "loop.mp4"),
+])
+def test_symlink_loop_is_a_user_error(tmp_path, role, name):
+    loop = tmp_path / name
+    loop.symlink_to(name)  # ln -s loop loop
+    if role == "video-default-output":
+        result = run_cli(loop, "--style", SAMPLE_STYLE, *TINY_BUDGET)
+    else:
+        paths = {"video": SAMPLE_VIDEO, "style": SAMPLE_STYLE, "output": tmp_path / "out.mp4", role: loop}
+        result = run_cli(paths["video"], "--style", paths["style"], "-o", paths["output"], *TINY_BUDGET)
+    assert_user_error(result, loop, "symbolic link")
+    assert_nothing_written(tmp_path, name)
+
+
 def test_finished_frames_survive_a_refused_rerun(tmp_path):
     """A render, then the same output with a changed setting: refused, and nothing is lost."""
     output, work = tmp_path / "out.mp4", tmp_path / "work"
@@ -234,6 +263,17 @@ def test_finished_frames_survive_a_refused_rerun(tmp_path):
 def test_bad_setting(tmp_path, flags, named):
     assert_user_error(run_job(tmp_path, SAMPLE_VIDEO, SAMPLE_STYLE, *flags), named)
     assert_nothing_written(tmp_path)
+
+
+def test_job_file_keeps_tensorflows_start_up_lines_quiet(tmp_path):
+    job = tmp_path / "jobs.toml"
+    job.write_text(f"size = 64\nfirst_frame_iterations = 2\nframe_iterations = 2\n[[render]]\n"
+                   f"video = '{SAMPLE_VIDEO}'\nstyle = '{SAMPLE_STYLE}'\noutput = 'out.mp4'\nend = 1\n")
+    result = run_cli("--job", job, "--quiet")
+    assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if line.startswith(NOISE_PREFIXES)]
+    assert not noise, result.stderr
+    assert (tmp_path / "out.mp4").is_file()
 
 
 def test_malformed_flag_value(tmp_path):

@@ -119,9 +119,11 @@ def test_non_ascii_path(tmp_path):
     ("empty.png", "empty"),
     ("text.png", "not an image"),
     ("truncated.jpg", "not an image"),
+    ("loop.png", "symbolic link loop"),
 ])
 def test_bad_image_is_refused_naming_the_file(tmp_path, name, problem):
     (tmp_path / "folder.png").mkdir()
+    (tmp_path / "loop.png").symlink_to("loop.png")  # ln -s loop.png loop.png
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("hello\n")
     jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1].tobytes()

@@ -61,7 +61,7 @@ size = 128
     ('[[render]]\nvideo = "a.mp4"\nstyle = "s.jpg"\noptimizer = "sgd"\n', "'sgd'"),
     ('[[render]]\nvideo = "a.mp4"\nstyle = "s.jpg"\npreset = "nope"\n', "no such preset"),
     ('[[render]]\nvideo = "a.mp4"\nstyle = "s.jpg"\nend = "ten"\n', "frame number"),
-    ('[[render]]\nvideo = "a.mp4"\nstyle = ["s.jpg", "t.jpg"]\noutput = "same.mp4"\n', "both write"),
+    ('[[render]]\nvideo = "a.mp4"\nstyle = ["s.jpg", "t.jpg"]\noutput = "same.mp4"\n', "both use the output"),
     ('[[render]]\nvideo = "a.mp4"\nstyle = "s.jpg"\noutput = "{clip}.mp4"\n', "placeholder"),
 ])
 def test_a_bad_job_file_is_one_line_and_exit_2(tmp_path, capsys, text, named):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import cli
-from pipeline import images, render, video
+from pipeline import images, render, video, workdir
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 
@@ -153,6 +153,7 @@ def _failing_on_frame(monkeypatch, frame: int) -> None:
         return real(path, data)
 
     monkeypatch.setattr(images, "write_atomically", write)
+    monkeypatch.setattr(workdir, "write_atomically", write)  # finished frames are written there
 
 
 def test_disk_full_mid_render_is_one_line_and_resumable(tmp_path, reference, monkeypatch, capsys):

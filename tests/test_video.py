@@ -92,6 +92,37 @@ def test_frame_count_falls_back_to_decoding_when_container_has_none(tmp_path):
     assert video.probe(raw).frame_count == SAMPLE_FRAMES
 
 
+# newtonscradle.gif's timing: 36 frames of 20 to 50 ms, 0.82 s, which ffmpeg estimates at 50 fps (0.72 s)
+VFR_GIF_MS = [50, *[20] * 8, 40, *[20] * 8] * 2
+
+
+@pytest.fixture(scope="module")
+def vfr_gif(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("gif") / "vfr.gif"
+    # (17 * i) % 256 differs for every i < 256, so Pillow merges no frames
+    shades = [Image.fromarray(np.full((48, 64, 3), 17 * i % 256, np.uint8)) for i in range(len(VFR_GIF_MS))]
+    shades[0].save(path, save_all=True, append_images=shades[1:], duration=VFR_GIF_MS, loop=0)
+    return path
+
+
+def test_variable_rate_gif_probes_at_its_average_rate(vfr_gif):
+    info = video.probe(vfr_gif)
+    source_s = sum(VFR_GIF_MS) / 1000
+    assert info.frame_count == len(VFR_GIF_MS)
+    assert abs(info.frame_count / info.fps - source_s) < 1 / info.fps
+
+
+def test_variable_rate_gif_encodes_to_its_own_duration(vfr_gif, tmp_path):
+    info = video.probe(vfr_gif)
+    for index, rgb in enumerate(video.read_frames(info, 0, info.frame_count, (64, 48))):
+        save_rgb(tmp_path / f"frame_{index:05d}.png", rgb)
+    output = tmp_path / "out.mp4"
+    video.encode_video(str(tmp_path / "frame_%05d.png"), 0, info.frame_count, output, info.fps)
+    assert container_duration_s(output) == pytest.approx(sum(VFR_GIF_MS) / 1000, abs=float(1 / info.fps))
+
+
 # where the red top-left corner of the landscape source must end up
 @pytest.mark.parametrize(
     "name, rotation, red_corner",
@@ -135,9 +166,10 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
     ffmpeg("-i", SAMPLE, "-c", "copy", "-movflags", "+faststart", faststart)
     (folder / "truncated_faststart.mp4").write_bytes(faststart.read_bytes()[: len(data) // 2])
     ffmpeg("-f", "lavfi", "-i", "sine=d=0.5", "-c:a", "aac", folder / "audio_only.mp4")
+    (folder / "loop.mp4").symlink_to("loop.mp4")  # ln -s loop.mp4 loop.mp4
     return {name: folder / name for name in (
         "missing.mp4", "empty.mp4", "text.mp4", "a directory.mp4", "truncated.mp4",
-        "truncated_faststart.mp4", "audio_only.mp4")}
+        "truncated_faststart.mp4", "audio_only.mp4", "loop.mp4")}
 
 
 @pytest.mark.parametrize("name, problem", [
@@ -148,6 +180,7 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
     ("truncated.mp4", "truncated"),
     ("truncated_faststart.mp4", "truncated"),
     ("audio_only.mp4", "no video stream"),
+    ("loop.mp4", "symbolic link loop"),
 ])
 def test_bad_video_is_refused_naming_the_file(tmp_path, name, problem):
     path = _bad_inputs(tmp_path)[name]
