@@ -54,6 +54,9 @@ class Settings:
     flow: str = _doc("optical flow method for warm start and temporal loss", FLOW_METHODS)
     chunk_size: int = _doc("frames per chunk when a clip is split across workers (Ray)")
     overlap: int = _doc("warm-up frames before each chunk; the border frames are re-optimized between both chains (stitch)")
+    video_chroma: str = _doc("H.264 chroma: 4:2:0 plays everywhere; 4:4:4 keeps stroke colours steady "
+                             "(E_warp 1.09x the frames' against 1.83x) but Apple's players refuse it",
+                             ("4:2:0", "4:4:4"), pixels=False)
     ray: str = _doc("render chunks on Ray: '' off, 'local' a cluster on this machine, or a cluster "
                     "address ('auto', 'ray://host:10001'); a bare --ray means local", const="local", pixels=False)
 

@@ -334,6 +334,7 @@ def assemble(job: Job, job_plan: Plan) -> Path:
             video.encode_video(
                 _printf_escaped(frames) + "/%06d.png", job_plan.start, job_plan.end - job_plan.start, output,
                 job_plan.info.fps, audio_from=job.video, audio_start_frame=job_plan.start,
+                chroma=job.settings.video_chroma,
             )
     except RuntimeError as error:  # ffmpeg's own report; a full disk is the user's to fix
         if "No space left on device" not in str(error):

@@ -37,6 +37,13 @@ _DURATION_RESOLUTION_S = Fraction(1, 100)
 _MIN_DECODABLE_SHARE = 0.9
 # Containers that hold what encode_video writes (H.264 + AAC), measured with the bundled ffmpeg;
 # .webm, .gif or an image extension fail only when encoding, i.e. after the whole render.
+# H.264 quality and chroma per `video_chroma` setting: 4:2:0 plays everywhere; 4:4:4 keeps the
+# strokes' colour steady (crf 14: 1.09x the frames' E_warp, 2.4 Mbit/s at 320x240; see
+# _encode_command's comment) where Apple's players and hardware decoders refuse it.
+CHROMA = {
+    "4:2:0": ["-crf", "18", "-pix_fmt", "yuv420p"],
+    "4:4:4": ["-crf", "14", "-pix_fmt", "yuv444p"],
+}
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts")
 
 # CAP_PROP_ORIENTATION_META is the clockwise rotation that makes the frame upright
@@ -333,11 +340,13 @@ def encode_video(
     fps: Fraction,
     audio_from: Path | None = None,
     audio_start_frame: int = 0,
+    chroma: str = "4:2:0",
 ) -> None:
     """Encode PNGs `frames_pattern % n`, n in [first_number, first_number+count), to H.264.
 
     With `audio_from`, its sound from frame `audio_start_frame` on, for the same duration, is
-    muxed in as AAC (if it has any). The file appears under `output` only once it is complete.
+    muxed in as AAC (if it has any). `chroma` is one of CHROMA. The file appears under `output`
+    only once it is complete.
     """
     output = Path(output)
     if count < 1:
@@ -346,7 +355,7 @@ def encode_video(
     _require_frames_exist(frames_pattern, first_number, count)
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     command = _encode_command(
-        frames_pattern, first_number, count, partial, Fraction(fps), audio_from, audio_start_frame
+        frames_pattern, first_number, count, partial, Fraction(fps), audio_from, audio_start_frame, chroma
     )
     try:
         _run_ffmpeg(command, output)
@@ -401,6 +410,7 @@ def _encode_command(
     fps: Fraction,
     audio_from: Path | None,
     audio_start_frame: int,
+    chroma: str = "4:2:0",
 ) -> list[str]:
     rate = f"{fps.numerator}/{fps.denominator}"  # exact; a float rate drifts against the sound
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
@@ -414,11 +424,11 @@ def _encode_command(
     command += ["-frames:v", str(count), "-r", rate]
     # Frames should already be even-sized (output_size); cropping one pixel beats a failed encode.
     command += ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2"]
-    # yuv420p because most players (Apple's, hardware decoders) refuse 4:4:4. On stylized frames its
-    # half-resolution chroma, not the crf, is what adds flicker: ~1.8x the PNG frames' E_warp at
-    # crf 12-18, with or without -tune grain or B-frames; yuv444p stays within 1.1x
+    # 4:2:0 by default because most players (Apple's, hardware decoders) refuse 4:4:4. On stylized
+    # frames its half-resolution chroma, not the crf, is what adds flicker: ~1.8x the PNG frames'
+    # E_warp at crf 12-18, with or without -tune grain or B-frames; yuv444p stays within 1.1x
     # (benchmarks/encoding.py, table in benchmarks/RESULTS.md).
-    command += ["-c:v", "libx264", "-crf", "18", "-preset", "medium", "-pix_fmt", "yuv420p"]
+    command += ["-c:v", "libx264", "-preset", "medium", *CHROMA[chroma]]
     if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
         command += ["-movflags", "+faststart"]  # playable while still downloading
     command.append(str(output))

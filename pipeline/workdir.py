@@ -280,16 +280,16 @@ class WorkDir:
 
     # ------------------------------------------------------------ outputs it wrote
 
-    def wrote(self, output: Path) -> bool:
+    def wrote(self, output: Path, record: dict | None = None) -> bool:
         """Whether `output` is, unchanged, a file this work directory wrote. Outputs are known by
         their place relative to the work directory, so a shot folder that moves keeps them."""
-        record = self._outputs().get(self._key(output))
-        if not isinstance(record, dict) or not output.is_file():
+        entry = (self._outputs() if record is None else record).get(self._key(output))
+        if not isinstance(entry, dict) or not output.is_file():
             return False
         stat = output.stat()
-        if stat.st_size != record.get("size"):
+        if stat.st_size != entry.get("size"):
             return False
-        return stat.st_mtime_ns == record.get("mtime_ns") or file_sha256(output) == record.get("sha256")
+        return stat.st_mtime_ns == entry.get("mtime_ns") or file_sha256(output) == entry.get("sha256")
 
     def record_outputs(self, outputs: list[Path]) -> None:
         written = {**self._outputs(), **{self._key(path): _file_record(path) for path in outputs}}
@@ -307,14 +307,16 @@ class WorkDir:
 
     def refuse_replacing(self, outputs: list[Path]) -> None:
         """InputError naming the first existing output that this work directory did not write."""
+        record = self._outputs()
         for output in outputs:
-            if output.exists() and not self.wrote(output):
+            if output.exists() and not self.wrote(output, record):
                 raise OutputExists(f"{output}: exists and was not written by this render; refusing to replace it")
 
     def remove_stale_temporaries(self) -> None:
         """Temporaries of files.write_atomically (`.NAME.PID.tmp`) whose writer was killed."""
         warmups = [self.warmup(first).path for first in self.warmup_starts()]
-        for root in (self.path, *warmups):
+        stitches = list((self.path / "stitched").glob("[0-9]*"))
+        for root in (self.path, *warmups, *stitches):
             for folder in (root, root / "frames", root / "stats"):
                 remove_stale(folder.glob(".*.tmp"), r"\.(\d+)\.tmp$")
 

@@ -286,6 +286,20 @@ def test_encoded_frames_are_the_given_frames(frames, sample, tmp_path):
         assert np.abs(got.astype(int) - expected).mean() < 4  # crf 18: close, not lossless
 
 
+def test_encode_chroma_is_chosen_and_444_keeps_colour_closer(frames, sample, tmp_path):
+    expected = cv2.imread(str(frames / "frame_00020.png"))[:, :, ::-1]
+    errors = {}
+    for chroma, pixel_format in (("4:2:0", "yuv420p"), ("4:4:4", "yuv444p")):
+        output = tmp_path / f"{pixel_format}.mp4"
+        video.encode_video(str(frames / "frame_%05d.png"), 20, 3, output, sample.fps, chroma=chroma)
+        streams = [line for line in video._stream_lines(video._ffmpeg_listing(output)) if "Video:" in line]
+        assert pixel_format in streams[0]
+        decoded = next(iter(video.read_frames(video.probe(output), 0, 1, (160, 120))))
+        errors[chroma] = np.abs(cv2.cvtColor(decoded, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(int)
+                                - cv2.cvtColor(expected, cv2.COLOR_RGB2YCrCb)[..., 1:]).mean()
+    assert errors["4:4:4"] < 0.8 * errors["4:2:0"], errors
+
+
 def test_encode_without_sound_in_the_source(frames, clips, sample, tmp_path):
     for audio_from in (None, clips / "landscape.mp4"):
         output = tmp_path / "silent.mp4"
