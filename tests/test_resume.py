@@ -201,5 +201,5 @@ def test_frames_without_manifest_are_not_trusted(tmp_path, capsys):
     (work / "frames").mkdir(parents=True)
     images.save_rgb(work / "frames" / "000000.png", np.zeros((48, 64, 3), np.uint8))
     assert cli.main(args_for(out, "--end", "1")) == 2
-    assert "no manifest.json" in capsys.readouterr().err
+    assert "manifest.json is missing" in capsys.readouterr().err
     assert cli.main(args_for(out, "--end", "1", "--restart")) == 0
