@@ -71,7 +71,21 @@ def test_a_border_stitches_the_later_chunks_warm_up_within_the_earlier_chunk():
     assert not border_between(11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
     border = Border(12, 6)
     ramp = [border.ramp(i) for i in border.frames]
-    assert ramp == sorted(ramp) and 0 < ramp[0] < 0.2 and 0.8 < ramp[-1] < 1
+    assert ramp == sorted(ramp) and 0 < ramp[0] < 0.2 and ramp[-1] < 1
+
+
+def test_the_ramp_takes_equal_steps_from_the_earlier_chain_to_the_later():
+    """Each stitched frame's forward target is the previous stitched frame, already part of the
+    way over: the pulls compound, and with the ramp's weights they land at equal steps."""
+    for border in (Border(12, 6), Border(24, 13), Border(3, 2)):
+        done, steps = 0.0, []
+        for index in border.frames:
+            pull = border.ramp(index)
+            steps.append((1 - pull) * done + pull - done)
+            done += steps[-1]
+            assert done == pytest.approx(border.progress(index))
+        steps.append(1.0 - done)  # into the later chunk's first own frame
+        assert steps == pytest.approx([1 / (len(border.frames) + 1)] * (len(border.frames) + 1))
 
 
 def blend_residual(frame, earlier, later) -> float:
