@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import cli
-from pipeline import losses, metrics
+from pipeline import losses, metrics, stitch
 from pipeline.images import load_rgb
 from pipeline.stitch import Border, border_between
 from pipeline.stylize import TemporalGuide, combine_guides
@@ -96,7 +96,7 @@ def blend_residual(frame, earlier, later) -> float:
     return float(np.sqrt(np.mean((f - a - weight * direction) ** 2)))
 
 
-def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_encodes(tmp_path, capsys):
+def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_encodes(tmp_path, capsys, monkeypatch):
     output, work = tmp_path / "farm.mp4", tmp_path / "farm.work"
     common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS]
     assert run(*common, "--frames", "0-2") == 0
@@ -116,6 +116,11 @@ def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_enc
     assert run(*common, "--stitch", 3) == 0
     assert (stitched / "000002.png").stat().st_mtime_ns > files[stitched / "000002.png"]
     assert (stitched / "000001.png").stat().st_mtime_ns == files[stitched / "000001.png"]
+
+    resumed = {p: p.stat().st_mtime_ns for p in stitched.iterdir()}
+    monkeypatch.setattr(stitch, "STITCH_METHOD", "a later method")  # frames stitched the old way: again
+    assert run(*common, "--stitch", 3) == 0
+    assert all(p.stat().st_mtime_ns > mtime for p, mtime in resumed.items())
 
     assert run(*common, "--assemble") == 0
     for index in (1, 2):
