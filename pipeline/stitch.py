@@ -10,8 +10,15 @@ the stitch renders those frames once more as a third chain:
   before the stitch, each later one the previous stitched frame, warped along the flow;
 - each stitched frame has two temporal targets: the previous stitched frame warped forward
   (consistency with where it came from) and the later chain's next frame warped backward (where
-  it must arrive); their weights ramp across the stitch, so the last stitched frame leads into
-  the later chunk's first own frame as one chain's frames lead into each other.
+  it must arrive); their weights ramp across the stitch so that the stitched frames cross from
+  the earlier chain to the later in equal steps (Border.ramp), and the last stitched frame leads
+  into the later chunk's first own frame as one chain's frames lead into each other.
+
+The two chains differ by some D (mean squared difference of their frames over the overlap); E_warp
+sums squared steps, so crossing in n + 1 equal steps adds about D/(n+1)² to each seam pair, and
+no path from one chain to the other has a smaller sum of squared steps (D/(n+1) over the n + 1
+pairs). Once the steps are equal, a longer overlap (or chains that differ less) is what brings
+the seam pairs down (measured: benchmarks/RESULTS.md, "Chunk borders").
 
 Every stitched frame is optimized with the style and content losses too, so it keeps the
 contrast of a stylized frame (texture energy within a few % of its neighbours') where a
