@@ -189,7 +189,7 @@ def run_preset(args, preset: str, root: Path) -> tuple[list[dict], dict]:
              "equal-step seam estimate": 1 + gap / steps**2 / others}
     if args.sheet and spans:
         span = spans[0]
-        shown = range(span.start - 2, span.stop + 2)
+        shown = range(max(span.start - 2, args.start), min(span.stop + 2, args.end))  # a span may start at frame 1
         sheet_rows = {f"{preset} cross-fade": [images.load_rgb(before / f"{i:06d}.png") for i in shown],
                       f"{preset} stitch": [images.load_rgb(after / f"{i:06d}.png") for i in shown],
                       "earlier chain": [work.load(i) for i in shown],
