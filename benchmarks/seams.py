@@ -18,7 +18,10 @@ the render does not use (`--estimator`, DeepFlow by default; the render uses DIS
   unstitched frames around it (up to 3 on each side): a cross-fade's double exposure loses
   contrast, so its ratio falls below 1;
 - structure of the span frames ÷ the others' (content fidelity).
-Evaluations of warm-ups and stitches are given as a share of the farm render's total.
+Evaluations of warm-ups and stitches are given as a share of the farm render's total; beside them
+the chain gap D (how far the two chains' frames over the overlap are apart) and the seam ratio
+that crossing it in equal steps predicts, 1 + D/(n+1)² ÷ the other pairs' mean (unmasked, so only
+an estimate of what the masked E_warp measures).
 """
 from __future__ import annotations
 
@@ -106,6 +109,14 @@ def _around(values: dict[int, float], span: range, in_spans: set[int]) -> list[f
     return [values[i] for i in before + after]
 
 
+def chain_gap(work: WorkDir, spans: list[range]) -> float:
+    """D: mean squared difference (RGB in [0, 1]) between the earlier chain's and the later chain's
+    frames over the stitched spans. Crossing it in len(span) + 1 equal steps adds about
+    D/(len(span) + 1)² to each seam pair's E_warp, and no path does better (stitch.py)."""
+    return float(np.mean([np.mean(np.square(work.load(i) / 255.0 - work.warmup(span.stop).load(i) / 255.0))
+                          for span in spans for i in span]))
+
+
 def evaluations(work: WorkDir, start: int, end: int) -> dict[str, int]:
     def total(folder: WorkDir) -> int:
         return sum(stats["evaluations"] for stats in folder.read_stats(range(start, end)).values())
@@ -169,11 +180,16 @@ def run_preset(args, preset: str, root: Path) -> tuple[list[dict], dict]:
     rows = [{"preset": preset, "join": name, **measure(farm_job, frames, spans, args.estimator)}
             for name, frames in variants.items()]
     counts = evaluations(work, args.start, args.end)
+    gap, steps = chain_gap(work, spans), np.mean([len(span) + 1 for span in spans])
+    stitch_row = next(row for row in rows if row["join"] == "stitch")
+    others = float(np.mean([e for t, e in enumerate(stitch_row["per_pair"], args.start)
+                            if not any(span.start - 1 <= t < span.stop for span in spans)]))
     extra = {"preset": preset, **counts, "extra share": (counts["warm-ups"] + counts["stitches"]) / sum(counts.values()),
-             **{f"{k} s": v for k, v in seconds.items()}}
+             **{f"{k} s": v for k, v in seconds.items()}, "chain gap D": gap,
+             "equal-step seam estimate": 1 + gap / steps**2 / others}
     if args.sheet and spans:
         span = spans[0]
-        shown = range(span.start - 2, span.stop + 2)
+        shown = range(max(span.start - 2, args.start), min(span.stop + 2, args.end))  # a span may start at frame 1
         sheet_rows = {f"{preset} cross-fade": [images.load_rgb(before / f"{i:06d}.png") for i in shown],
                       f"{preset} stitch": [images.load_rgb(after / f"{i:06d}.png") for i in shown],
                       "earlier chain": [work.load(i) for i in shown],
@@ -228,7 +244,7 @@ def main(argv=None) -> None:
              f"E_warp measured with {args.estimator} (the render uses its preset's DIS flow); floor per pair.")
     table = markdown_table(rows, COLUMNS)
     cost = markdown_table(extras, ["preset", "own", "warm-ups", "stitches", "extra share", "farm chunks s",
-                                   "stitches s", "single chain s"])
+                                   "stitches s", "single chain s", "chain gap D", "equal-step seam estimate"])
     print(table, cost, sep="\n\n")
     record = (lambda *a: None) if args.no_record else append_results
     record("Chunk borders: cross-fade vs stitch", f"{table}\n\nEvaluations (L-BFGS loss evaluations) and "

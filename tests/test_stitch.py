@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import cli
-from pipeline import losses, metrics
+from pipeline import losses, metrics, stitch
 from pipeline.images import load_rgb
 from pipeline.stitch import Border, border_between
 from pipeline.stylize import TemporalGuide, combine_guides
@@ -71,7 +71,21 @@ def test_a_border_stitches_the_later_chunks_warm_up_within_the_earlier_chunk():
     assert not border_between(11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
     border = Border(12, 6)
     ramp = [border.ramp(i) for i in border.frames]
-    assert ramp == sorted(ramp) and 0 < ramp[0] < 0.2 and 0.8 < ramp[-1] < 1
+    assert ramp == sorted(ramp) and 0 < ramp[0] < 0.2 and ramp[-1] < 1
+
+
+def test_the_ramp_takes_equal_steps_from_the_earlier_chain_to_the_later():
+    """Each stitched frame's forward target is the previous stitched frame, already part of the
+    way over: the pulls compound, and with the ramp's weights they land at equal steps."""
+    for border in (Border(12, 6), Border(24, 13), Border(3, 2)):
+        done, steps = 0.0, []
+        for index in border.frames:
+            pull = border.ramp(index)
+            steps.append((1 - pull) * done + pull - done)
+            done += steps[-1]
+            assert done == pytest.approx(border.progress(index))
+        steps.append(1.0 - done)  # into the later chunk's first own frame
+        assert steps == pytest.approx([1 / (len(border.frames) + 1)] * (len(border.frames) + 1))
 
 
 def blend_residual(frame, earlier, later) -> float:
@@ -82,7 +96,7 @@ def blend_residual(frame, earlier, later) -> float:
     return float(np.sqrt(np.mean((f - a - weight * direction) ** 2)))
 
 
-def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_encodes(tmp_path, capsys):
+def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_encodes(tmp_path, capsys, monkeypatch):
     output, work = tmp_path / "farm.mp4", tmp_path / "farm.work"
     common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS]
     assert run(*common, "--frames", "0-2") == 0
@@ -102,6 +116,11 @@ def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_enc
     assert run(*common, "--stitch", 3) == 0
     assert (stitched / "000002.png").stat().st_mtime_ns > files[stitched / "000002.png"]
     assert (stitched / "000001.png").stat().st_mtime_ns == files[stitched / "000001.png"]
+
+    resumed = {p: p.stat().st_mtime_ns for p in stitched.iterdir()}
+    monkeypatch.setattr(stitch, "STITCH_METHOD", "a later method")  # frames stitched the old way: again
+    assert run(*common, "--stitch", 3) == 0
+    assert all(p.stat().st_mtime_ns > mtime for p, mtime in resumed.items())
 
     assert run(*common, "--assemble") == 0
     for index in (1, 2):
