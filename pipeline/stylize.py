@@ -233,10 +233,12 @@ class Stylizer:
         if self.settings.keep_colors == "luminance":
             # The chain continues from this colour-kept frame, not the full-colour optimum: a work
             # directory keeps one image per frame, and a resumed chain, a farm chunk or a stitch must
-            # start from what an uninterrupted chain did. It is also the steadier choice: the temporal
-            # term then holds still what is shown, and its chroma part pulls toward the previous
-            # frame's source chroma carried along the flow, which the next frame's own source chroma
-            # replaces anyway, instead of holding a style palette that no output frame shows.
+            # start from exactly what an uninterrupted chain did, which is what is encoded. It is not
+            # the steadier chain: each frame then starts in the source's colours and its optimization
+            # pulls them back toward the painting's, moving luminance with them. On a small test a
+            # chain from the full-colour optimum flickered less (benchmarks/keep_colors_chain.py,
+            # RESULTS.md: E_warp 0.59x against 0.75x the flow floor); getting that needs the work
+            # directory to keep the full-colour frame and apply the chroma when frames are read out.
             image = keep_source_chroma(image, content_rgb)
         return FrameResult(image, tracker.best_terms, tracker.evaluations, reason,
                            time.perf_counter() - began, tuple(tracker.trace))
