@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for artists
 
-from pipeline.config import Job, Settings, make_settings, read_preset, setting_types  # noqa: E402
+from pipeline.config import Job, Settings, make_settings, parse_style, read_preset, setting_types, style_blend  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.workdir import DamagedFrames, DifferentRender, NotAWorkDir, OutputExists, WorkDirBusy  # noqa: E402
 
@@ -43,7 +43,7 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, kind in setting_types().items():
         meta = Settings.__dataclass_fields__[name].metadata
         shown = ",".join(defaults[name]) if kind is tuple else defaults[name]
-        choices = f" [{'|'.join(meta['choices'])}]" if meta["choices"] and kind is not tuple else ""
+        choices = f" [{'|'.join(c or repr(c) for c in meta['choices'])}]" if meta["choices"] and kind is not tuple else ""
         bare = {"nargs": "?", "const": meta["const"]} if meta["const"] is not None else {}
         group.add_argument(
             "--" + name.replace("_", "-"), dest=name, default=None, metavar=kind.__name__.upper() if kind is not tuple else "A,B",
@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cli.py", description="Stylize a video with neural style transfer, temporally stable, keeping fps and sound.")
     parser.add_argument("video", type=Path, nargs="?", help="input video")
-    parser.add_argument("--style", type=Path, help="style image (a painting); required unless --job")
+    parser.add_argument("--style", action="append", metavar="IMAGE[:WEIGHT]",
+                        help="style image (a painting); required unless --job. Repeat it to blend paintings: "
+                        "--style a.jpg:0.7 --style b.jpg:0.3 mixes their Gram targets by weight (default weight 1; "
+                        "weights are normalized to sum 1)")
     parser.add_argument("-o", "--output", type=Path, help="output video, or an image sequence like out.%%04d.png "
                         "(default: <video>.stylized.mp4 beside the input)")
     parser.add_argument("--preset", default="default", help="preset name in configs/ or a .toml path (default: default)")
@@ -155,7 +158,8 @@ def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def job_from_args(args: argparse.Namespace) -> Job:
     overrides = {name: getattr(args, name) for name in setting_types() if getattr(args, name) is not None}
     settings = make_settings(args.preset, overrides)
-    return Job(video=args.video, style=args.style, settings=settings, output=args.output, start=args.start, end=args.end,
+    styles = style_blend(parse_style(text) for text in args.style)
+    return Job(video=args.video, style=styles, settings=settings, output=args.output, start=args.start, end=args.end,
                weights=args.weights, workdir=args.workdir, overwrite=args.overwrite, wait=args.wait)
 
 

@@ -2,11 +2,14 @@
 
 `Settings` is what a preset sets: the look and the budget. Every default lives in
 `configs/default.toml`; other presets name it in `extends` and change only what differs.
-`Job` adds the files of one render to its settings.
+`Job` adds the files of one render to its settings: the clip, and its style, one painting or a
+blend of several with weights (`Style`).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -26,12 +29,17 @@ VGG16_LAYERS = tuple(
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "previous", "previous-warped")
 FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")
+KEEP_COLORS = ("", "luminance", "histogram")
+_NOT_NEW = object()
 
 
-def _doc(text: str, choices: tuple[str, ...] = (), const: str | None = None, pixels: bool = True) -> Any:
+def _doc(text: str, choices: tuple[str, ...] = (), const: str | None = None, pixels: bool = True,
+         before: Any = _NOT_NEW) -> Any:
     """A setting's help; `const` is its value when its flag is given bare; `pixels` False marks
-    settings that change how a render runs, not what its frames look like."""
-    return field(metadata={"help": text, "choices": choices, "const": const, "pixels": pixels})
+    settings that change how a render runs, not what its frames look like; `before` is the value
+    of a setting added later that renders as the program did before it existed: at that value it
+    stays out of the identity, so the work directories of earlier renders still resume."""
+    return field(metadata={"help": text, "choices": choices, "const": const, "pixels": pixels, "before": before})
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,10 @@ class Settings:
     tv_weight: float = _doc("weight of the total-variation smoothness loss")
     temporal_weight: float = _doc("weight of the occlusion-masked temporal loss; 0 turns it off")
     style_scale: float = _doc("style image long side as a multiple of the frame's long side")
+    keep_colors: str = _doc("keep the clip's colours: 'luminance' stylizes the brightness and keeps each source "
+                            "frame's chroma; 'histogram' first gives the style image the colour statistics of the "
+                            "render's first frame; '' off; a bare --keep-colors means luminance",
+                            KEEP_COLORS, const="luminance", before="")
     optimizer: str = _doc("optimizer of the stylized image", OPTIMIZERS)
     learning_rate: float = _doc("Adam step size in 0-255 pixel units (ignored by L-BFGS)")
     first_frame_iterations: int = _doc("loss evaluations budget of the first frame")
@@ -69,8 +81,9 @@ class Settings:
 
     def frame_settings(self) -> dict[str, Any]:
         """The settings the frames depend on: what a resume must match."""
+        fields = Settings.__dataclass_fields__
         return {name: value for name, value in self.to_dict().items()
-                if Settings.__dataclass_fields__[name].metadata["pixels"]}
+                if fields[name].metadata["pixels"] and value != fields[name].metadata["before"]}
 
 
 def _check_setting(item: dataclasses.Field, value: Any) -> None:
@@ -87,11 +100,57 @@ def _check_setting(item: dataclasses.Field, value: Any) -> None:
 
 
 @dataclass(frozen=True)
+class Style:
+    """One painting of a job's style and its share of the Gram targets (a job's shares sum to 1)."""
+
+    path: Path
+    weight: float = 1.0
+
+    def __str__(self) -> str:
+        return str(self.path) if self.weight == 1 else f"{self.path}:{self.weight:g}"
+
+
+# A weight is a plain decimal number after the last ':' ("a.jpg:0.7", "a.jpg:1e-1"); "C:\\x.jpg",
+# "takes/12:30/a.jpg" and "a:b.jpg" have none, so a ':' elsewhere in a path is never split.
+_WEIGHT_SUFFIX = re.compile(r"^(?P<path>.+):(?P<weight>[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)$")
+
+
+def parse_style(text: str, base: Path | None = None) -> Style:
+    """'a.jpg:0.7' -> Style(a.jpg, 0.7); 'a.jpg' -> weight 1. Only a trailing ':number' is a
+    weight, and not when the whole text names an existing file. Paths are relative to `base`."""
+    match = _WEIGHT_SUFFIX.match(text)
+    whole = Path(text) if base is None else base / text
+    if match is None or whole.is_file():
+        return Style(whole)
+    path = Path(match["path"]) if base is None else base / match["path"]
+    return Style(path, float(match["weight"]))
+
+
+def style_blend(styles: "Path | str | Style | typing.Iterable[Path | str | Style]") -> tuple[Style, ...]:
+    """The styles of a job with their weights normalized to sum 1. A path alone is one style of
+    weight 1. A negative or non-finite weight, or weights that sum to 0, are refused naming the files."""
+    items = [styles] if isinstance(styles, (str, Path, Style)) else list(styles)
+    blend = [item if isinstance(item, Style) else Style(Path(item)) for item in items]
+    if not blend:
+        raise InputError("no style image given")
+    for style in blend:
+        if not isinstance(style.weight, (int, float)) or isinstance(style.weight, bool) or \
+                not math.isfinite(style.weight) or style.weight < 0:
+            raise InputError(f"{style.path}: style weight {style.weight!r} must be a number, 0 or more (like a.jpg:0.7)")
+    total = sum(style.weight for style in blend)
+    if total <= 0:
+        raise InputError(f"{', '.join(str(s.path) for s in blend)}: the style weights sum to 0; give one a weight above 0")
+    if total == 1:  # already normalized: kept bit for bit, so normalizing twice changes no identity
+        return tuple(blend)
+    return tuple(Style(style.path, style.weight / total) for style in blend)
+
+
+@dataclass(frozen=True)
 class Job:
     """One render: which clip, which style, where to, and how."""
 
     video: Path
-    style: Path
+    style: tuple[Style, ...]  # a blend, weights summing to 1; a bare Path (or list of them) is accepted and converted
     settings: Settings
     output: Path | None = None  # None: `<video>.stylized.mp4` beside the input
     start: int = 0
@@ -100,6 +159,13 @@ class Job:
     workdir: Path | None = None  # None: `<output name>.work` beside the output
     overwrite: bool = False  # replace an existing output that this render's work directory did not write
     wait: bool = False  # wait for another render holding the work directory instead of refusing
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "style", style_blend(self.style))
+
+    @property
+    def style_paths(self) -> tuple[Path, ...]:
+        return tuple(style.path for style in self.style)
 
     @property
     def output_path(self) -> Path:

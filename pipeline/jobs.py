@@ -19,6 +19,17 @@ A job file is TOML; every path in it is relative to the job file:
     end = 48
     temporal_weight = 100               # any setting: this entry only
 
+A style is a path, or a blend of paintings written as a list of tables, their Gram targets mixed
+by weight (weights default to 1 and are normalized to sum 1):
+
+    style = [{path = "k.jpg", weight = 0.7}, {path = "starry.jpg", weight = 0.3}]   # one render, a blend
+
+A list of paths is a cross product (one render per style); a blend can be one item of it:
+
+    style = ["k.jpg", [{path = "k.jpg", weight = 0.5}, {path = "starry.jpg", weight = 0.5}]]  # two renders
+
+A blend's {style} in output names is its paintings' names and percentages: "k-70+starry-30".
+
 A setting written in the job file beats the preset's value; an entry's beats the top-level one.
 No two entries may share an output or a work directory, and no output may be an input (a clip,
 a style, the job file, the weights): the job file is refused naming both entries.
@@ -39,7 +50,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import Job, make_settings, preset_path, setting_types
+from .config import Job, Style, make_settings, preset_path, setting_types, style_blend
 from .errors import InputError
 from .outputs import refuse_inputs_as_outputs
 
@@ -102,7 +113,8 @@ def parse(path: Path) -> list[Entry]:
             if key not in raw:
                 raise JobFileError(f"{path}: {where} has no {key}")
         choices = {key: _texts(path, where, key, raw.get(key, document.get(key, "default")))
-                   for key in PRODUCT_KEYS}
+                   for key in PRODUCT_KEYS if key != "style"}
+        choices["style"] = _style_choices(path, where, raw["style"], base)
         overrides = {**defaults, **{k: v for k, v in raw.items() if k in settings_keys}}
         start, end = _frame(path, where, "start", raw.get("start", 0)), raw.get("end")
         end = None if end is None else _frame(path, where, "end", end)
@@ -116,12 +128,12 @@ def parse(path: Path) -> list[Entry]:
                 settings = make_settings(preset_ref, overrides)
             except InputError as error:
                 raise JobFileError(f"{path}: {where}: {error}") from None
-            names = {"video": Path(video).stem, "style": Path(style).stem, "preset": Path(preset).stem}
+            names = {"video": Path(video).stem, "style": _style_name(style), "preset": Path(preset).stem}
             output = output_dir / _filled(path, where, "output", output_pattern, names)
             workdir = None if workdir_pattern is None else base / _filled(path, where, "workdir", workdir_pattern, names)
             span = f" [{start}:{'' if end is None else end}]" if (start, end) != (0, None) else ""
-            name = f"{names['video']} / {names['style']} / {names['preset']}{span}"
-            job = Job(video=base / video, style=base / style, settings=settings, output=output,
+            name = f"{names['video']} / {_style_label(style)} / {names['preset']}{span}"
+            job = Job(video=base / video, style=style, settings=settings, output=output,
                       start=start, end=end, weights=weights, workdir=workdir)
             entries.append(Entry(len(entries) + 1, name, job))
     _refuse_shared_places(path, entries)
@@ -156,6 +168,53 @@ def _texts(path: Path, where: str, key: str, value: Any) -> list[str]:
     return [_text(path, where, key, v) for v in values]
 
 
+def _style_choices(path: Path, where: str, value: Any, base: Path) -> list[tuple[Style, ...]]:
+    """The styles an entry renders with: a path; a list of tables (one blend); or a list whose
+    items are paths or blends (one render each)."""
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return [_blend(path, where, value, base)]
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise JobFileError(f"{path}: {where}: style is an empty list")
+    if any(isinstance(item, dict) for item in items):
+        raise JobFileError(f"{path}: {where}: style mixes paths and {{path, weight}} tables; a blend is a list of "
+                           "tables only, and goes inside the list of styles as a list of its own")
+    return [_blend(path, where, item, base) if isinstance(item, list)
+            else style_blend(base / _text(path, where, "style", item)) for item in items]
+
+
+def _blend(path: Path, where: str, tables: list, base: Path) -> tuple[Style, ...]:
+    if not tables or not all(isinstance(table, dict) for table in tables):
+        raise JobFileError(f"{path}: {where}: a style blend is a list of {{path = ..., weight = ...}} tables, "
+                           f"not {tables!r}")
+    styles = []
+    for table in tables:
+        _refuse_unknown(path, f"{where} style", table, {"path", "weight"})
+        if "path" not in table:
+            raise JobFileError(f"{path}: {where}: style blend table {table!r} has no path")
+        weight = table.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise JobFileError(f"{path}: {where}: {table['path']}: style weight {weight!r} must be a number, 0 or more")
+        styles.append(Style(base / _text(path, where, "style path", table["path"]), float(weight)))
+    try:
+        return style_blend(styles)
+    except InputError as error:
+        raise JobFileError(f"{path}: {where}: {error}") from None
+
+
+def _style_name(blend: tuple[Style, ...]) -> str:
+    """{style} in output names: 'k' for one painting, 'k-70+starry-30' for a blend."""
+    if len(blend) == 1:
+        return blend[0].path.stem
+    return "+".join(f"{style.path.stem}-{round(100 * style.weight)}" for style in blend)
+
+
+def _style_label(blend: tuple[Style, ...]) -> str:
+    if len(blend) == 1:
+        return blend[0].path.stem
+    return " + ".join(f"{style.path.stem} {100 * style.weight:.0f}%" for style in blend)
+
+
 def _frame(path: Path, where: str, key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise JobFileError(f"{path}: {where}: {key} must be a frame number, not {value!r}")
@@ -177,7 +236,7 @@ def _refuse_shared_places(path: Path, entries: list[Entry]) -> None:
 
 
 def _refuse_outputs_on_inputs(path: Path, entries: list[Entry]) -> None:
-    inputs = [path, *(p for e in entries for p in (e.job.video, e.job.style, e.job.weights))]
+    inputs = [path, *(p for e in entries for p in (e.job.video, *e.job.style_paths, e.job.weights))]
     try:
         refuse_inputs_as_outputs([e.job.output_path for e in entries], inputs)
     except InputError as error:

@@ -30,7 +30,7 @@ from .files import file_sha256
 from .outputs import refuse_inputs_as_outputs, sequence_members
 from .workdir import (ChunkFrames, DamagedFrames, FinalFrames, WorkDir, disk_full_is_an_input_error,
                       identity_differences, remove_stale)
-from .stylize import FrameResult, Iterate, Stylizer, TemporalGuide
+from .stylize import FrameResult, Iterate, StyleImage, Stylizer, TemporalGuide
 from .stitch import stitch_missing
 from .weights import VGGWeights, load_vgg16_weights
 
@@ -82,7 +82,8 @@ class Plan:
 def plan(job: Job) -> Plan:
     """Probe and check every input before hours of rendering depend on it."""
     info = video.probe(job.video)
-    images.load_rgb(job.style)
+    for path in job.style_paths:
+        images.load_rgb(path)
     count = info.frame_count
     end = count if job.end is None else min(job.end, count)
     if job.start < 0:
@@ -114,7 +115,7 @@ def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> Non
     replaces no file that this render's work directory did not write (unless `overwrite`)."""
     video.check_output(job.output_path, job.output_is_sequence)
     outputs = [*output_files(job, job_plan), *extra]
-    refuse_inputs_as_outputs([*outputs, job.workdir_path / "report.html"], [job.video, job.style, job.weights])
+    refuse_inputs_as_outputs([*outputs, job.workdir_path / "report.html"], [job.video, *job.style_paths, job.weights])
     if not job.overwrite:
         WorkDir(job.workdir_path).refuse_replacing(outputs)
 
@@ -305,9 +306,22 @@ def vgg_weights(job: Job) -> VGGWeights:
 
 
 def stylizer_for(job: Job, job_plan: Plan) -> Stylizer:
-    style = images.load_rgb(job.style)
+    blend = [StyleImage(images.load_rgb(style.path), style.weight, str(style.path)) for style in job.style]
     width, height = job_plan.size
-    return Stylizer(job.settings, vgg_weights(job), style, (height, width), style_name=job.style)
+    return Stylizer(job.settings, vgg_weights(job), blend, (height, width), colour_reference=colour_reference(job, job_plan))
+
+
+def colour_reference(job: Job, job_plan: Plan) -> np.ndarray | None:
+    """The frame whose colours keep_colors "histogram" gives the style images: the first of the
+    render's range, never a chunk's own first frame, so every frame of a render, every farm task,
+    Ray chunk and stitch gets the same style targets (deterministic, whichever runs where)."""
+    if job.settings.keep_colors != "histogram":
+        return None
+    frames = video.read_frames(job_plan.info, job_plan.start, job_plan.start + 1, job_plan.size)
+    try:
+        return next(frames)
+    finally:
+        frames.close()
 
 
 def assemble(job: Job, job_plan: Plan) -> Path:
@@ -381,15 +395,26 @@ def manifest(job: Job, job_plan: Plan) -> dict:
         # shot folder that moves (or a farm node mounting it elsewhere) keeps its frames.
         "identity": {
             "video": {"sha256": file_sha256(job.video)},
-            "style": {"sha256": file_sha256(job.style)},
+            "style": style_identity(job),
             "size": list(job_plan.size),
             "fps": str(job_plan.info.fps),
             "weights": {"sha256": weights.sha256},
             "settings": job.settings.frame_settings(),
         },
         # Where the files were last seen, for people reading the report.
-        "files": {"video": str(job.video.resolve()), "style": str(job.style.resolve()), "weights": weights.source},
+        "files": {"video": str(job.video.resolve()), "style": str(job.style[0].path.resolve()),
+                  **({"styles": [{"path": str(s.path.resolve()), "weight": s.weight} for s in job.style]}
+                     if len(job.style) > 1 else {}),
+                  "weights": weights.source},
     }
+
+
+def style_identity(job: Job) -> dict:
+    """One painting: its sha256 (as before blends existed, so earlier work directories resume);
+    a blend: every painting's sha256 and weight, in order."""
+    if len(job.style) == 1:
+        return {"sha256": file_sha256(job.style[0].path)}
+    return {"blend": [{"sha256": file_sha256(s.path), "weight": s.weight} for s in job.style]}
 
 
 # ---------------------------------------------------------------- test hook

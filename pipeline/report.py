@@ -327,9 +327,25 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
 
 
-def _style_thumbnail(manifest: dict) -> str:
-    path = Path(_file(manifest, "style", ""))
-    if not path.is_file():
+def _styles(manifest: dict) -> list[tuple[str, float]]:
+    """(path, weight) of every painting of the render's style, as the manifest last saw them."""
+    blend = manifest.get("files", {}).get("styles")
+    if blend:
+        return [(str(s.get("path", "?")), float(s.get("weight", 0))) for s in blend]
+    return [(_file(manifest, "style"), 1.0)]
+
+
+def _styles_html(manifest: dict) -> str:
+    shown = []
+    for path, weight in _styles(manifest):
+        share = "" if weight == 1 else f' <span class="muted">weight {weight:.2f}</span>'
+        shown.append(f"{html.escape(path)}{share}<div>{_style_thumbnail(path)}</div>")
+    return "".join(shown)
+
+
+def _style_thumbnail(path_text: str) -> str:
+    path = Path(path_text)
+    if not path_text or not path.is_file():
         return '<span class="muted">(style image no longer at this path)</span>'
     rgb = images.load_rgb(path)
     scale = min(1.0, STYLE_THUMBNAIL / max(rgb.shape[:2]))
@@ -384,7 +400,7 @@ def _files_table(data: ReportData) -> str:
     return _rows([
         ("Input", f"{html.escape(str(data.video_path))}<div class=\"muted\">{_clip_summary(info)}</div>"),
         ("Range", f"frames {data.start}–{data.end - 1} ({data.end - data.start} frames)"),
-        ("Style", f"{html.escape(_file(manifest, 'style'))}<div>{_style_thumbnail(manifest)}</div>"),
+        ("Style", _styles_html(manifest)),
         ("Output", output_html),
         ("Frame size", f"{data.size[0]}×{data.size[1]}"),
         ("Work directory", html.escape(str(data.workdir))),
@@ -481,7 +497,7 @@ def _sheet_section(data: ReportData) -> str:
 
 
 def render_html(data: ReportData) -> str:
-    title = f"{data.video_path.name} × {Path(_file(data.manifest, 'style', 'style')).name}"
+    title = f"{data.video_path.name} × {' + '.join(Path(path).name for path, _ in _styles(data.manifest))}"
     generated = datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

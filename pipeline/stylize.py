@@ -2,6 +2,14 @@
 
 A `Stylizer` is built once per clip size and style: the loss graph is traced once and every
 per-frame target is fed through a variable, so later frames cost no retracing.
+
+The style is one painting or a blend: each painting is scaled by style_scale on its own and its
+Gram matrices are mixed by weight. Colour preservation (Gatys et al. 2016, "Preserving color in
+neural artistic style transfer") comes in two kinds, `keep_colors`:
+- "histogram": each style image is first given the colour statistics (RGB mean and covariance) of
+  a reference frame, the render's first, by one linear map (their §2.2);
+- "luminance": the optimized frame keeps its luminance and takes the chroma of its own source
+  frame (YCrCb), so the colours move exactly as the source's do.
 """
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -66,6 +74,47 @@ class FrameResult:
     trace: tuple[tuple[int, float, float], ...] = ()
 
 
+@dataclass(frozen=True)
+class StyleImage:
+    """One painting of a (blended) style: RGB, its share of the Gram targets, its name in warnings."""
+
+    rgb: np.ndarray
+    weight: float = 1.0
+    name: str = "style"
+
+
+def match_colour_statistics(style_rgb: np.ndarray, reference_rgb: np.ndarray) -> np.ndarray:
+    """The style image under the affine map x -> A x + b that gives its pixels the mean and
+    covariance of the reference's: A = Σr^½ Σs^-½ (symmetric square roots), b = μr - A μs
+    (Gatys et al. 2016 §2.2). Float32 RGB, clipped to 0-255."""
+    style = style_rgb.reshape(-1, 3).astype(np.float64)
+    reference = reference_rgb.reshape(-1, 3).astype(np.float64)
+    mean_style, mean_reference = style.mean(axis=0), reference.mean(axis=0)
+    transform = _sqrtm(_covariance(reference)) @ np.linalg.inv(_sqrtm(_covariance(style)))
+    matched = (style - mean_style) @ transform.T + mean_reference
+    return np.clip(matched, 0, 255).reshape(style_rgb.shape).astype(np.float32)
+
+
+def _covariance(pixels: np.ndarray) -> np.ndarray:
+    """RGB covariance, kept invertible for flat or grey images (a tiny ridge of 1e-3 levels²)."""
+    return np.cov(pixels, rowvar=False) + 1e-3 * np.eye(3)
+
+
+def _sqrtm(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.maximum(values, 0))) @ vectors.T
+
+
+def keep_source_chroma(stylized_rgb: np.ndarray, source_rgb: np.ndarray) -> np.ndarray:
+    """The stylized frame's luminance (Y of YCrCb, BT.601) with the source frame's chroma (Cr, Cb),
+    uint8 RGB. Where that colour lies outside RGB it is clipped, so chroma there moves a little."""
+    stylized = cv2.cvtColor(stylized_rgb.astype(np.float32) / 255, cv2.COLOR_RGB2YCrCb)
+    source = cv2.cvtColor(source_rgb.astype(np.float32) / 255, cv2.COLOR_RGB2YCrCb)
+    combined = np.concatenate([stylized[..., :1], source[..., 1:]], axis=-1)
+    rgb = cv2.cvtColor(combined, cv2.COLOR_YCrCb2RGB)
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
 def style_image_size(style_shape: tuple[int, int], frame_shape: tuple[int, int], scale: float) -> tuple[int, int]:
     """(height, width) of the style image: its long side is `scale` × the frame's long side,
     its aspect ratio kept (stretching it to the frame imprints the painting's layout), each side
@@ -106,18 +155,33 @@ def _within_cap(size: tuple[int, int], cap: int) -> tuple[int, int]:
 
 
 class Stylizer:
-    def __init__(self, settings: Settings, weights: VGGWeights, style_rgb: np.ndarray, frame_shape: tuple[int, int],
-                 style_name: str | os.PathLike = "style"):
+    """`style` is one RGB image or a blend of `StyleImage`s (weights summing to 1). With
+    keep_colors "histogram", `colour_reference` is the frame whose colours the style images take:
+    a render passes its first frame, so every frame and every farm chunk has the same targets."""
+
+    def __init__(self, settings: Settings, weights: VGGWeights, style: np.ndarray | Sequence[StyleImage],
+                 frame_shape: tuple[int, int], style_name: str | os.PathLike = "style",
+                 colour_reference: np.ndarray | None = None):
         self.settings = settings
         self.shape = (1, *frame_shape, 3)
         layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.extractor = feature_extractor(weights, layers)
-        self.style_grams = self._style_grams(style_rgb, frame_shape, str(style_name))
+        blend = [StyleImage(style, 1.0, str(style_name))] if isinstance(style, np.ndarray) else list(style)
+        if settings.keep_colors == "histogram":
+            if colour_reference is None:
+                raise ValueError("keep_colors 'histogram' needs a colour_reference frame")
+            blend = [StyleImage(match_colour_statistics(s.rgb, colour_reference), s.weight, s.name) for s in blend]
+        self.style_grams = self._blended_grams(blend, frame_shape)
         probe = self.extractor(tf.zeros(self.shape))
         self.content_targets = {n: tf.Variable(tf.zeros_like(probe[n]), trainable=False) for n in settings.content_layers}
         self.warped = tf.Variable(tf.zeros(self.shape), trainable=False)
         self.reliability = tf.Variable(tf.zeros(self.shape[:3] + (1,)), trainable=False)
         self._evaluate = tf.function(self._loss_and_gradient, input_signature=[tf.TensorSpec(self.shape, tf.float32)])
+
+    def _blended_grams(self, blend: Sequence[StyleImage], frame_shape: tuple[int, int]) -> dict[str, tf.Tensor]:
+        """Σ wᵢ Gᵢ per layer: each painting at its own scale, its Gram matrices weighted by its share."""
+        grams = [(s.weight, self._style_grams(s.rgb, frame_shape, s.name)) for s in blend if s.weight > 0]
+        return {name: tf.add_n([weight * g[name] for weight, g in grams]) for name in self.settings.style_layers}
 
     def _style_grams(self, style_rgb: np.ndarray, frame_shape: tuple[int, int], style_name: str) -> dict[str, tf.Tensor]:
         height, width = style_image_size(style_rgb.shape[:2], frame_shape, self.settings.style_scale)
@@ -156,13 +220,27 @@ class Stylizer:
         guide: TemporalGuide | None = None,
         on_iterate: Callable[[Iterate], None] | None = None,
     ) -> FrameResult:
-        """Optimize the frame from `start_rgb` for at most `budget` loss evaluations."""
+        """Optimize the frame from `start_rgb` for at most `budget` loss evaluations. With keep_colors
+        "luminance" the image returned, and so stored, encoded and warped into the next frame's
+        start and temporal target, has the chroma of `content_rgb`; its losses are the optimized
+        image's, before the chroma was replaced."""
         began = time.perf_counter()
         self._set_targets(content_rgb, guide)
         optimize = _lbfgs if self.settings.optimizer == "lbfgs" else _adam
         tracker = _Tracker(self, on_iterate or _ignore)
         reason = optimize(tracker, to_caffe(start_rgb)[None], budget)
-        return FrameResult(from_caffe(tracker.best_image[0]), tracker.best_terms, tracker.evaluations, reason,
+        image = from_caffe(tracker.best_image[0])
+        if self.settings.keep_colors == "luminance":
+            # The chain continues from this colour-kept frame, not the full-colour optimum: a work
+            # directory keeps one image per frame, and a resumed chain, a farm chunk or a stitch must
+            # start from exactly what an uninterrupted chain did, which is what is encoded. It is not
+            # the steadier chain: each frame then starts in the source's colours and its optimization
+            # pulls them back toward the painting's, moving luminance with them. On a small test a
+            # chain from the full-colour optimum flickered less (benchmarks/keep_colors_chain.py,
+            # RESULTS.md: E_warp 0.59x against 0.75x the flow floor); getting that needs the work
+            # directory to keep the full-colour frame and apply the chroma when frames are read out.
+            image = keep_source_chroma(image, content_rgb)
+        return FrameResult(image, tracker.best_terms, tracker.evaluations, reason,
                            time.perf_counter() - began, tuple(tracker.trace))
 
     def _set_targets(self, content_rgb: np.ndarray, guide: TemporalGuide | None) -> None:

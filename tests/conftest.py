@@ -5,6 +5,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_CLIP = REPO / "samples" / "realshort.mp4"
 SAMPLE_STYLE = REPO / "samples" / "kandinsky.jpg"
+SAMPLE_STYLE_2 = REPO / "samples" / "starry-night.jpg"
 
 
 @pytest.fixture(scope="session")

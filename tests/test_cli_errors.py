@@ -154,6 +154,18 @@ def test_bad_style(files, tmp_path, name, problem):
     assert_nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize("second, named", [
+    ("missing.jpg:0.3", "missing.jpg: file not found"),
+    (f"{SAMPLE_STYLE}:-0.3", "style weight -0.3 must be"),
+])
+def test_bad_style_in_a_blend(files, tmp_path, second, named):
+    """A blend's second painting is checked like the first, before anything is written."""
+    result = run_cli(SAMPLE_VIDEO, "--style", f"{SAMPLE_STYLE}:0.7", "--style", second, "-o", tmp_path / "out.mp4",
+                     *TINY_BUDGET)
+    assert_user_error(result, named)
+    assert_nothing_written(tmp_path)
+
+
 @pytest.mark.parametrize("name, check", [
     ("gray.jpg", lambda rgb: np.array_equal(rgb[:, :, 0], rgb[:, :, 2])),
     ("rgba.png", lambda rgb: rgb[:, :48].min() == 255),  # transparent reads as white

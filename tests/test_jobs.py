@@ -9,6 +9,7 @@ import pytest
 
 import cli
 from pipeline import jobs, video
+from pipeline.config import Style
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 
@@ -42,7 +43,7 @@ size = 128
     entries = jobs.parse(path)
     assert len(entries) == 5
     first, last = entries[0].job, entries[-1].job
-    assert first.video == tmp_path / "clip.mp4" and first.style == tmp_path / "a.jpg"
+    assert first.video == tmp_path / "clip.mp4" and first.style_paths == (tmp_path / "a.jpg",)
     assert first.output == tmp_path / "out" / "clip.a.preview.mp4" and first.end == 10
     assert entries[1].job.output.name == "clip.a.final.mp4"
     assert first.settings.style_weight == 7 and first.settings.size == 256  # job key over preset
@@ -50,6 +51,45 @@ size = 128
     assert last.output == tmp_path / "out" / "clip-a.mov" and last.settings.style_weight == 30
     assert last.settings.size == 128 and last.end is None
     assert [e.number for e in entries] == [1, 2, 3, 4, 5]
+
+
+def test_a_list_of_tables_is_one_blend_and_a_blend_can_be_one_style_of_a_product(tmp_path):
+    path = write_job(tmp_path, '''
+[[render]]
+video = "clip.mp4"
+style = [{path = "a.jpg", weight = 0.7}, {path = "b.jpg", weight = 0.3}]
+[[render]]
+video = "clip.mp4"
+style = ["c.jpg", [{path = "a.jpg", weight = 1}, {path = "b.jpg", weight = 3}]]
+preset = "preview"
+''')
+    blend, single, product = (entry.job for entry in jobs.parse(path))
+    assert blend.style == (Style(tmp_path / "a.jpg", 0.7), Style(tmp_path / "b.jpg", 0.3))
+    assert blend.output.name == "clip.a-70+b-30.default.mp4"
+    assert single.style == (Style(tmp_path / "c.jpg", 1.0),)
+    assert product.style == (Style(tmp_path / "a.jpg", 0.25), Style(tmp_path / "b.jpg", 0.75))
+    assert [e.name for e in jobs.parse(path)][0] == "clip / a 70% + b 30% / default"
+
+
+@pytest.mark.parametrize("style, named", [
+    ('[{path = "a.jpg", weight = -1}, {path = "b.jpg"}]', "a.jpg: style weight -1.0 must be"),
+    ('[{path = "a.jpg", weight = "lots"}]', "a.jpg: style weight 'lots' must be a number"),
+    ('[{path = "a.jpg", weight = 0}, {path = "b.jpg", weight = 0}]', "weights sum to 0"),
+    ('[{path = "a.jpg", share = 1}]', "unknown key(s) share"),
+    ('[{weight = 1}]', "has no path"),
+    ('["a.jpg", {path = "b.jpg"}]', "mixes paths and"),
+])
+def test_a_bad_blend_is_one_line_naming_it(tmp_path, style, named):
+    path = write_job(tmp_path, f'[[render]]\nvideo = "a.mp4"\nstyle = {style}\n')
+    with pytest.raises(jobs.JobFileError, match=re.escape(named)):
+        jobs.parse(path)
+
+
+def test_no_output_may_be_a_blends_style(tmp_path):
+    path = write_job(tmp_path, '[[render]]\nvideo = "a.mp4"\noutput = "b.jpg"\n'
+                               'style = [{path = "a.jpg"}, {path = "b.jpg"}]\n')
+    with pytest.raises(jobs.JobFileError, match="b.jpg"):
+        jobs.parse(path)
 
 
 @pytest.mark.parametrize("text, named", [

@@ -1,14 +1,19 @@
 import dataclasses
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 
-from pipeline.config import make_settings
+from pipeline import render, video
+from pipeline.config import Job, make_settings, parse_style, style_blend
+from pipeline.errors import InputError
+from pipeline.files import file_sha256
 from pipeline.images import load_rgb
-from pipeline.stylize import Stylizer, TemporalGuide, style_image_size
+from pipeline.stylize import StyleImage, Stylizer, TemporalGuide, match_colour_statistics, style_image_size
+from pipeline.workdir import WorkDir, identity_differences
 
-from conftest import SAMPLE_STYLE
+from conftest import SAMPLE_CLIP, SAMPLE_STYLE, SAMPLE_STYLE_2
 
 SIZE = (48, 64)  # (height, width): tiny, but above VGG16's 32-pixel minimum
 
@@ -98,3 +103,118 @@ def test_temporal_weight_zero_ignores_the_guide(vgg_weights, content, style):
     guide = TemporalGuide(np.full((*SIZE, 3), 200, np.uint8), np.ones(SIZE, np.float32))
     result = stylizer.stylize(content, content, budget=3, guide=guide)
     assert result.losses["temporal"] == 0.0
+
+
+# ---------------------------------------------------------------- an artist's controls
+
+
+def chroma(rgb):
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(int)
+
+
+def luma(rgb):
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 0].astype(int)
+
+
+def test_keep_colors_luminance_keeps_the_source_chroma_and_stylizes_the_luminance(vgg_weights, content, style):
+    plain = Stylizer(settings(), vgg_weights, style, SIZE).stylize(content, content, budget=8).image
+    kept = Stylizer(settings(keep_colors="luminance"), vgg_weights, style, SIZE).stylize(content, content, budget=8).image
+    unclipped = ((kept > 0) & (kept < 255)).all(axis=-1)  # where Y + the source's chroma lies inside RGB
+    assert unclipped.mean() > 0.9
+    assert np.abs(chroma(kept) - chroma(content))[unclipped].max() <= 1
+    assert np.abs(chroma(plain) - chroma(content)).mean() > 3  # without it the style's colours come in
+    np.testing.assert_allclose(luma(kept), luma(plain), atol=1)  # the stylized luminance, where unclipped
+    assert np.abs(luma(kept) - luma(content)).mean() > 2
+
+
+@pytest.fixture(scope="module")
+def clip_frame():
+    info = video.probe(SAMPLE_CLIP)
+    return next(iter(video.read_frames(info, 0, 1, SIZE[::-1])))
+
+
+def test_histogram_matching_gives_the_style_the_contents_mean_and_covariance(clip_frame, style):
+    # The map matches exactly; only the clip to 0-255 bends it, so the frame is dimmed to keep the
+    # recoloured painting inside RGB (the sample frame itself has clipped whites).
+    reference = np.rint(clip_frame * 0.7 + 10).astype(np.uint8)
+    matched = match_colour_statistics(style, reference).reshape(-1, 3).astype(np.float64)
+    target = reference.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(matched.mean(axis=0), target.mean(axis=0), atol=2.0)
+    covariance, wanted = np.cov(matched, rowvar=False), np.cov(target, rowvar=False)
+    assert np.linalg.norm(covariance - wanted) < 0.05 * np.linalg.norm(wanted)
+    before = np.cov(style.reshape(-1, 3).astype(np.float64), rowvar=False)
+    assert np.linalg.norm(before - wanted) > 0.2 * np.linalg.norm(wanted)  # it had other colours
+
+
+def test_keep_colors_histogram_takes_its_targets_from_the_recoloured_style(vgg_weights, clip_frame, style):
+    histogram = Stylizer(settings(keep_colors="histogram"), vgg_weights, style, SIZE, colour_reference=clip_frame)
+    recoloured = Stylizer(settings(), vgg_weights, match_colour_statistics(style, clip_frame), SIZE)
+    plain = Stylizer(settings(), vgg_weights, style, SIZE)
+    for name, gram in histogram.style_grams.items():
+        np.testing.assert_allclose(gram.numpy(), recoloured.style_grams[name].numpy(), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(gram.numpy(), plain.style_grams[name].numpy(), rtol=1e-2)
+
+
+@pytest.fixture(scope="module")
+def second_style():
+    return cv2.resize(load_rgb(SAMPLE_STYLE_2), (120, 96), interpolation=cv2.INTER_AREA)
+
+
+def test_a_blends_gram_targets_are_the_weighted_mean_of_its_paintings(vgg_weights, style, second_style):
+    first = Stylizer(settings(), vgg_weights, style, SIZE).style_grams
+    second = Stylizer(settings(), vgg_weights, second_style, SIZE).style_grams
+    blend = Stylizer(settings(), vgg_weights, [StyleImage(style, 0.7), StyleImage(second_style, 0.3)], SIZE).style_grams
+    for name in first:
+        expected = 0.7 * first[name].numpy() + 0.3 * second[name].numpy()
+        np.testing.assert_allclose(blend[name].numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def small_job(tmp_path, style, **overrides):
+    return Job(video=SAMPLE_CLIP, style=style, settings=settings(size=64, **overrides), output=tmp_path / "out.mp4")
+
+
+def test_a_blend_weighted_one_and_zero_renders_the_single_style(tmp_path):
+    single = small_job(tmp_path, SAMPLE_STYLE)
+    blend = small_job(tmp_path, style_blend([parse_style(f"{SAMPLE_STYLE}:1"), parse_style(f"{SAMPLE_STYLE_2}:0")]))
+    job_plan = render.plan(single)
+    expected = render.stylizer_for(single, job_plan).style_grams
+    got = render.stylizer_for(blend, job_plan).style_grams
+    for name in expected:
+        np.testing.assert_array_equal(got[name].numpy(), expected[name].numpy())
+
+
+def test_the_identity_holds_every_styles_content_and_weight(tmp_path):
+    blend = small_job(tmp_path, style_blend([parse_style(f"{SAMPLE_STYLE}:0.7"), parse_style(f"{SAMPLE_STYLE_2}:0.3")]))
+    other = small_job(tmp_path, style_blend([parse_style(f"{SAMPLE_STYLE}:0.6"), parse_style(f"{SAMPLE_STYLE_2}:0.4")]))
+    identity = render.style_identity(blend)
+    assert [s["weight"] for s in identity["blend"]] == [0.7, 0.3]
+    assert [s["sha256"] for s in identity["blend"]] == [file_sha256(SAMPLE_STYLE), file_sha256(SAMPLE_STYLE_2)]
+    differences = identity_differences({"style": identity}, {"style": render.style_identity(other)})
+    assert len(differences) == 1 and differences[0].startswith("style.blend ") and "0.6" in differences[0]
+    # one painting keeps the identity work directories had before blends, so they still resume
+    assert render.style_identity(small_job(tmp_path, SAMPLE_STYLE)) == {"sha256": file_sha256(SAMPLE_STYLE)}
+    # keep_colors is in the identity when on, and out of it when off (as renders before it)
+    assert "keep_colors" not in settings().frame_settings()
+    assert settings(keep_colors="luminance").frame_settings()["keep_colors"] == "luminance"
+
+
+def test_no_output_may_replace_any_style_of_a_blend(tmp_path):
+    second = tmp_path / "second.jpg"
+    shutil.copy(SAMPLE_STYLE_2, second)
+    job = dataclasses.replace(small_job(tmp_path, style_blend([SAMPLE_STYLE, second])), output=second)
+    with pytest.raises(InputError, match="second.jpg"):
+        render.check_outputs(job, render.plan(job))
+
+
+def test_luminance_chroma_follows_each_source_frame_through_a_chain(tmp_path):
+    """Stored (encoded) frames carry their own source frame's chroma, frame after frame."""
+    job = dataclasses.replace(small_job(tmp_path, SAMPLE_STYLE, keep_colors="luminance", first_frame_iterations=3,
+                                        frame_iterations=2), end=3)
+    render.render(job)
+    job_plan = render.plan(job)
+    work = WorkDir(job.workdir_path)
+    for index, source in zip(range(3), video.read_frames(job_plan.info, 0, 3, job_plan.size)):
+        frame = work.load(index)
+        unclipped = ((frame > 0) & (frame < 255)).all(axis=-1)
+        assert unclipped.mean() > 0.9
+        assert np.abs(chroma(frame) - chroma(source))[unclipped].max() <= 1, index
