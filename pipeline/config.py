@@ -62,6 +62,11 @@ class Settings:
     frame_iterations: int = _doc("loss evaluations budget of every later frame")
     stop_tolerance: float = _doc("stop early when the loss falls by less than this fraction ...")
     stop_window: int = _doc("... over this many iterations")
+    temporal_frames: int = _doc("earlier frames the temporal loss holds each frame to, at distances 1, 2, 4, … "
+                                "(Ruder et al.'s long-term loss): each pulls only where no nearer one is reliable, "
+                                "so content that comes back looks as it did; 1 is the previous frame alone")
+    scene_cut: float = _doc("start a frame cold, like the first, when the flow from the frame before is reliable "
+                            "on less than this share of its pixels (a scene cut); 0 never")
     init: str = _doc("how frames after the first start", INITS)
     flow: str = _doc("optical flow method for warm start and temporal loss", FLOW_METHODS)
     chunk_size: int = _doc("frames per chunk when a clip is split across workers (Ray)")
@@ -91,8 +96,10 @@ def _check_setting(item: dataclasses.Field, value: Any) -> None:
     values = value if isinstance(value, tuple) else (value,)
     if choices and any(v not in choices for v in values):
         raise InputError(f"setting {item.name}: {value!r} is not among {', '.join(choices)}")
-    if item.name == "chunk_size" and value < 1:
-        raise InputError(f"setting chunk_size: {value} must be at least 1")
+    if item.name == "scene_cut" and value > 1:
+        raise InputError(f"setting scene_cut: {value} is a share of the pixels, at most 1")
+    if item.name in ("chunk_size", "temporal_frames") and value < 1:
+        raise InputError(f"setting {item.name}: {value} must be at least 1")
     if isinstance(value, tuple) and not value and item.name != "content_layers":
         raise InputError(f"setting {item.name}: needs at least one layer")
     if isinstance(value, (int, float)) and value < 0:

@@ -54,7 +54,8 @@ class ProgressReporter:
         elif self.quiet:
             r = event.result
             print(f"frame {event.index}: loss {r.losses['total']:.4g}, {r.evaluations} evaluations, "
-                  f"{r.seconds:.1f} s, {r.stop_reason}", file=sys.stderr, flush=True)
+                  f"{r.seconds:.1f} s, {r.stop_reason}" + (f"; {r.start}" if r.start.startswith("cold:") else ""),
+                  file=sys.stderr, flush=True)
 
     def _progressed(self, event: Progressed) -> None:
         if self.bar is not None and event.done > self.bar.n:

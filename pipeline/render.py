@@ -11,6 +11,7 @@ The work directory and its layout are in workdir.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -30,7 +31,7 @@ from .files import file_sha256
 from .outputs import refuse_inputs_as_outputs, sequence_members
 from .workdir import (ChunkFrames, DamagedFrames, FinalFrames, WorkDir, disk_full_is_an_input_error,
                       identity_differences, remove_stale)
-from .stylize import FrameResult, Iterate, StyleImage, Stylizer, TemporalGuide
+from .stylize import FrameResult, Iterate, StyleImage, Stylizer, TemporalGuide, long_term_guide
 from .stitch import stitch_missing
 from .weights import VGGWeights, load_vgg16_weights
 
@@ -218,14 +219,16 @@ def render_frames(
     with _out_of_memory_is_an_input_error(job_plan, first):
         stylizer = stylizer_for(job, job_plan)
     rendered = []
-    for index, source, previous in _frames_with_previous(job_plan, work, first, chunk.last, earliest_seed):
+    reach = history_reach(job.settings.temporal_frames)
+    for index, source, history in _frames_with_history(job_plan, work, first, chunk.last, earliest_seed, reach):
+        previous = history[0] if history else None
         seed = previous.checksum if previous else None
         if work.has(index) and work.continues(index, seed):
             continue
         if work.has(index):
             notify(FrameRejected(index, f"it continued frame {index - 1} as it was before that was rendered again"))
         with _out_of_memory_is_an_input_error(job_plan, index):
-            result = stylize_frame(job, stylizer, source, previous, _pausing_at(f"optimize:{index}", notify))
+            result = stylize_frame(job, stylizer, source, history, _pausing_at(f"optimize:{index}", notify))
         with disk_full_is_an_input_error(work.path, f"frame {index}"), _pause_before_rename(f"frame-write:{index}", ".png"):
             work.save(index, result, seed)
         rendered.append(index)
@@ -269,30 +272,73 @@ class Previous:
     checksum: str | None  # of the stylized frame's PNG, recorded as the next frame's seed
 
 
-def _frames_with_previous(
-    job_plan: Plan, work: "WorkDir | ChunkFrames", first: int, last: int, earliest_seed: int
-) -> Iterator[tuple[int, np.ndarray, Previous | None]]:
-    """Source frames from `first` with the finished frame before each, read back from disk so
-    a resumed chain starts from exactly what an uninterrupted one would have."""
-    seed = first - 1 if first > earliest_seed and work.has(first - 1) else first
+def history_reach(temporal_frames: int) -> int:
+    """How far back the temporal loss looks: distances 1, 2, 4, … for `temporal_frames` frames."""
+    return 2 ** (temporal_frames - 1)
+
+
+def _frames_with_history(
+    job_plan: Plan, work: "WorkDir | ChunkFrames", first: int, last: int, earliest_seed: int, reach: int = 1
+) -> Iterator[tuple[int, np.ndarray, list[Previous]]]:
+    """Source frames from `first`, each with the finished frames just before it, nearest first
+    (up to `reach` of them, none before `earliest_seed`, no gap). They are read back from disk,
+    so a resumed chain starts from exactly what an uninterrupted one would have."""
+    seed = first
+    while seed > max(earliest_seed, first - reach) and work.has(seed - 1):
+        seed -= 1
     frames = video.read_frames(job_plan.info, seed, last, job_plan.size)
-    previous = None
+    history: list[Previous] = []
     for index, source in zip(range(seed, last), frames):
         if index >= first:
-            yield index, source, previous
-        previous = Previous(source, work.load(index), work.checksum(index)) if work.has(index) else None
+            yield index, source, history
+        finished = Previous(source, work.load(index), work.checksum(index)) if work.has(index) else None
+        history = [finished, *history][:reach] if finished else []
 
 
-def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, previous: Previous | None, notify) -> FrameResult:
+def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "list[Previous] | Previous | None",
+                  notify) -> FrameResult:
+    """One frame of the chain: cold (the first-frame budget from the content) when nothing comes
+    before it or a scene cut separates it from what does; else warm from the frames before it,
+    nearest first (`history`)."""
     settings = job.settings
-    if previous is None:
-        return stylizer.stylize(source, source, settings.first_frame_iterations, on_iterate=notify)
-    guide = None
-    if settings.temporal_weight > 0 or settings.init == "previous-warped":
-        warped, reliability = flow.temporal_guide(previous.source, source, previous.stylized, settings.flow)
-        guide = TemporalGuide(warped, reliability)
-    start = {"content": source, "previous": previous.stylized}.get(settings.init, guide.warped if guide else None)
-    return stylizer.stylize(source, start, settings.frame_iterations, guide, on_iterate=notify)
+    history = [history] if isinstance(history, Previous) else list(history or [])
+    if not history:
+        return _cold(settings, stylizer, source, notify, "cold")
+    nearest = TemporalGuide(*flow.temporal_guide(history[0].source, source, history[0].stylized, settings.flow))
+    coverage = float(nearest.reliability.mean())
+    if is_scene_cut(coverage, settings.scene_cut):
+        return _cold(settings, stylizer, source, notify, f"cold: scene cut ({coverage:.0%} of pixels follow the flow)")
+    guide = long_term_guide([nearest, *_farther_guides(settings, source, history)])
+    start = {"content": source, "previous": history[0].stylized}.get(settings.init, guide.warped)
+    if settings.temporal_weight == 0:
+        guide = None
+    result = stylizer.stylize(source, start, settings.frame_iterations, guide, on_iterate=notify)
+    return dataclasses.replace(result, start="warm")
+
+
+def _cold(settings, stylizer: Stylizer, source: np.ndarray, notify, why: str) -> FrameResult:
+    result = stylizer.stylize(source, source, settings.first_frame_iterations, on_iterate=notify)
+    return dataclasses.replace(result, start=why)
+
+
+def is_scene_cut(coverage: float, threshold: float) -> bool:
+    """The flow from the frame before is reliable on too small a share of the pixels to carry
+    anything across: a scene cut (or motion the flow cannot follow), so the frame starts cold."""
+    return coverage < threshold
+
+
+def _farther_guides(settings, source: np.ndarray, history: list[Previous]) -> list[TemporalGuide]:
+    """Guides from the frames at distances 2, 4, … (Ruder et al.'s long-term loss), each warped
+    straight onto this frame; a frame the flow cannot reach (a cut between) is left out."""
+    guides = []
+    for distance in (2 ** k for k in range(1, settings.temporal_frames)):
+        if distance > len(history):
+            break
+        earlier = history[distance - 1]
+        guide = TemporalGuide(*flow.temporal_guide(earlier.source, source, earlier.stylized, settings.flow))
+        if not is_scene_cut(float(guide.reliability.mean()), settings.scene_cut):
+            guides.append(guide)
+    return guides
 
 
 _weights_cache: dict[Path | None, VGGWeights] = {}

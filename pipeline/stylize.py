@@ -62,6 +62,23 @@ def combine_guides(*guides: TemporalGuide) -> TemporalGuide:
     return TemporalGuide(mean.astype(np.float32), total.astype(np.float32))
 
 
+def long_term_guide(guides: list[TemporalGuide]) -> TemporalGuide:
+    """Ruder et al.'s long-term temporal loss as one guide: `guides` come from earlier frames,
+    nearest first, each warped straight onto this frame; each pulls only where no nearer one is
+    reliable, c'ⱼ = max(cⱼ − Σ_{k<j} cₖ, 0). So a region the previous frame could not see (it
+    was occluded, or off screen) is held to what it looked like when it was last seen. Where no
+    frame is reliable the guide shows the nearest frame's warp, with no pull."""
+    nearer = np.zeros_like(guides[0].reliability, dtype=np.float32)
+    masked = []
+    for guide in guides:
+        masked.append(TemporalGuide(guide.warped, np.maximum(guide.reliability - nearer, 0.0), guide.weight))
+        nearer = nearer + guide.reliability
+    combined = combine_guides(*masked)
+    pulled = combined.reliability[..., None] > 0
+    warped = np.where(pulled, combined.warped, guides[0].warped.astype(np.float32))
+    return TemporalGuide(warped.astype(np.float32), combined.reliability)
+
+
 @dataclass(frozen=True)
 class FrameResult:
     image: np.ndarray  # RGB uint8
@@ -72,6 +89,7 @@ class FrameResult:
     # Per iteration: (evaluations so far, total loss, loss without the temporal term), so runs
     # with and without a temporal loss can be compared by the quality they reach.
     trace: tuple[tuple[int, float, float], ...] = ()
+    start: str = ""  # how the chain started it: "cold", "warm", or "cold: scene cut (…)"
 
 
 @dataclass(frozen=True)
