@@ -251,8 +251,28 @@ class Stopped(KeyboardInterrupt):
     exit_code = 143
 
 
+_stop_requested = False
+
+
 def _raise_stopped(signum, frame):
+    global _stop_requested
+    _stop_requested = True
     raise Stopped
+
+
+def reporter(quiet: bool):
+    """The progress callback, which also raises Stopped again at the next event once SIGTERM
+    came: the handler's own exception can land inside library code that swallows it (seen: a
+    render that ran to the end after SIGTERM, about one run in three)."""
+    from pipeline.progress import ProgressReporter
+
+    class StoppableReporter(ProgressReporter):
+        def __call__(self, event) -> None:
+            if _stop_requested:
+                raise Stopped
+            super().__call__(event)
+
+    return StoppableReporter(quiet=quiet)
 
 
 def resume_command(argv: list[str]) -> str:
@@ -272,14 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_job_file(args, argv)
     import_tensorflow_quietly()  # after the arguments are known to be sane
     from pipeline import render
-    from pipeline.progress import ProgressReporter
 
     job = None
     try:
         job = job_from_args(args)
         if args.frames:
-            with ProgressReporter(quiet=args.quiet) as reporter:
-                render.render_range(job, *args.frames, on_progress=reporter)
+            with reporter(args.quiet) as progress:
+                render.render_range(job, *args.frames, on_progress=progress)
             print(f"rendered frames {args.frames[0]}-{args.frames[1] - 1} into {job.workdir_path}", file=sys.stderr)
             return 0
         if args.stitch is not None:
@@ -294,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.assemble:
             output = render.assemble_only(job)
         else:
-            with ProgressReporter(quiet=args.quiet) as reporter:
-                output = render.render_anywhere(job, reporter, args.restart)
+            with reporter(args.quiet) as progress:
+                output = render.render_anywhere(job, progress, args.restart)
         print(f"wrote {output}", file=sys.stderr)
         for preview in write_previews(args, job):
             print(f"wrote {preview}", file=sys.stderr)
@@ -328,12 +347,11 @@ def run_job_file(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     import_tensorflow_quietly()  # once the job file parsed; pipeline.progress imports TensorFlow
-    from pipeline.progress import ProgressReporter
 
     log = jobs.JobLog(args.log or jobs.default_log_path(args.job))
     log(f"job {args.job}: {len(entries)} render(s)")
     try:
-        outcomes = jobs.run(entries, log, lambda entry: ProgressReporter(quiet=args.quiet), restart=args.restart)
+        outcomes = jobs.run(entries, log, lambda entry: reporter(args.quiet), restart=args.restart)
     except KeyboardInterrupt as stop:
         for line in jobs.summary(getattr(stop, "outcomes", [])):
             log(line)
