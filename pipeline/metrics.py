@@ -52,12 +52,12 @@ from pipeline.config import read_preset
 from pipeline.errors import InputError
 from pipeline.flow import canonical_method, optical_flow, reliability, warp
 from pipeline.images import load_rgb
+from pipeline.outputs import PRINTF_NUMBER, is_sequence_pattern
 from pipeline.video import probe, read_frames
 
 EVALUATION_FLOW = "deepflow"  # independent of every flow a render can use; "farneback" is the fast alternative
 STRUCTURE_BLUR_SIGMA = 2.0  # px: edges of the content, not of the brush strokes
 _SEQUENCE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-_PRINTF_NUMBER = re.compile(r"%0?(\d*)d")
 
 
 def default_render_flow() -> str:
@@ -384,7 +384,7 @@ def _open_stylized(path: str | os.PathLike) -> tuple[int, Iterator[np.ndarray]]:
 def _sequence_files(path: str | os.PathLike) -> list[Path] | None:
     """The frames of an image sequence in order, or None if `path` is not one."""
     text = str(path)
-    if _PRINTF_NUMBER.search(Path(text).name) and not Path(text).is_file():
+    if is_sequence_pattern(Path(text)) and not Path(text).is_file():
         return _pattern_files(Path(text))
     if Path(text).is_dir():
         files = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in _SEQUENCE_SUFFIXES)
@@ -396,7 +396,7 @@ def _sequence_files(path: str | os.PathLike) -> list[Path] | None:
 
 def _pattern_files(pattern: Path) -> list[Path]:
     """Files matching e.g. ``frame.%04d.png``, ordered by number (gaps are an error)."""
-    head, tail = _PRINTF_NUMBER.split(pattern.name, maxsplit=1)[0::2]
+    head, tail = PRINTF_NUMBER.split(pattern.name, maxsplit=1)[0::2]
     number = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"\Z")
     directory = pattern.parent if str(pattern.parent) else Path(".")
     if not directory.is_dir():

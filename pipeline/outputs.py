@@ -14,18 +14,18 @@ from typing import Iterable
 
 from .errors import InputError
 
-_PRINTF_NUMBER = re.compile(r"%0?\d*d")
+PRINTF_NUMBER = re.compile(r"%0?(\d*)d")  # the frame number of a pattern, its width captured
 
 
 def is_sequence_pattern(path: Path) -> bool:
     """`shot.%04d.png` is an image sequence; `50% off.mp4` is a file with a % in its name."""
-    return bool(_PRINTF_NUMBER.search(path.name))
+    return bool(PRINTF_NUMBER.search(path.name))
 
 
 def output_stem(output: Path, sequence: bool) -> str:
     """The name outputs and work directories derive from: clip.mp4 -> clip, shot.%04d.png -> shot."""
     if sequence:
-        return _PRINTF_NUMBER.split(output.name)[0].rstrip("._-") or "frames"
+        return PRINTF_NUMBER.split(output.name)[0].rstrip("._-") or "frames"
     return output.stem
 
 

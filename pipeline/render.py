@@ -416,8 +416,7 @@ def _refuse_unfinished(work: WorkDir, job_plan: Plan) -> None:
     absent = [i for i in indices if not work.has(i)]
     if absent:
         raise InputError(f"{work.path}: frames not rendered yet: {_ranges(absent)}")
-    final = FinalFrames(work)
-    damaged = [i for i in indices if final.holder(i).damage(i, job_plan.size)]
+    damaged = [i for i in indices if work.damage(i, job_plan.size)]  # stitched frames: stitch_border checks them
     if damaged:
         raise DamagedFrames(f"{work.path}: frames damaged since they were rendered: {_ranges(damaged)}; "
                             "rendering them again replaces them")

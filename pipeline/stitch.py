@@ -38,7 +38,7 @@ from . import flow, video
 from .config import Job
 from .errors import InputError
 from .stylize import FrameResult, Iterate, Stylizer, TemporalGuide, combine_guides
-from .workdir import WorkDir, disk_full_is_an_input_error, remove_stale, stitch_dir
+from .workdir import WorkDir, disk_full_is_an_input_error, stitch_dir
 
 
 # Part of every stitched frame's seed: frames stitched by an earlier method are stitched again.
@@ -155,20 +155,22 @@ def stitch_border(job: Job, first: int, on_iterate: Callable[[Iterate], None] | 
     out = stitch_dir(work, first)
     for folder in (out.path / "frames", out.path / "stats"):
         folder.mkdir(parents=True, exist_ok=True)
-        remove_stale(folder.glob(".*.tmp"), r"\.(\d+)\.tmp$")
+    out.remove_stale_temporaries()
     return _render_stitch(job, job_plan, work, border, out, on_iterate)
 
 
 def _render_stitch(job: Job, job_plan, work: WorkDir, border: Border, out: WorkDir, on_iterate) -> list[int]:
     sources = dict(zip(range(border.begin - 1, border.first + 1),
                        video.read_frames(job_plan.info, border.begin - 1, border.first + 1, job_plan.size)))
+    from .render import stylizer_for  # render imports this module for assembly
+
     stylizer, rendered = None, []
     for index in border.frames:
         previous = out if index > border.begin else work
         seed = seed_of(work, border, previous, index)
         if out.has(index) and out.damage(index, job_plan.size) is None and out.continues(index, seed):
             continue
-        stylizer = stylizer or _stylizer(job, job_plan)
+        stylizer = stylizer or stylizer_for(job, job_plan)
         result = stitch_frame(job, stylizer, border, index, sources, previous.load(index - 1),
                               later_chain(work, border, index + 1).load(index + 1), on_iterate)
         with disk_full_is_an_input_error(out.path, f"stitched frame {index}"):
@@ -190,12 +192,6 @@ def stitch_frame(job: Job, stylizer: Stylizer, border: Border, index: int, sourc
     backward = TemporalGuide(*flow.temporal_guide(sources[index + 1], sources[index], after, method), toward_later)
     guide = combine_guides(forward, backward)
     return stylizer.stylize(sources[index], guide.warped, job.settings.frame_iterations, guide, on_iterate=on_iterate)
-
-
-def _stylizer(job: Job, job_plan) -> Stylizer:
-    from .render import stylizer_for
-
-    return stylizer_for(job, job_plan)
 
 
 def stitch_task(job: Job, first: int, on_iterate: Callable[[Iterate], None] | None = None) -> list[int]:

