@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for artists
 
 from pipeline.config import Job, Settings, make_settings, parse_style, read_preset, setting_types, style_blend  # noqa: E402
-from pipeline.errors import InputError  # noqa: E402
+from pipeline.errors import ChunkFailed, InputError  # noqa: E402
 from pipeline.workdir import DamagedFrames, DifferentRender, NotAWorkDir, OutputExists, WorkDirBusy  # noqa: E402
 
 EXIT_INPUT_ERROR = 2
@@ -173,12 +173,12 @@ def preview_paths(args: argparse.Namespace, job: Job) -> dict[str, Path]:
 
 def write_previews(args: argparse.Namespace, job: Job) -> list[Path]:
     """The preview aids asked for with --compare and --contact-sheet, from the finished frames."""
-    from pipeline import compare, render
+    from pipeline import compare, planning
     from pipeline.workdir import WorkDir
 
-    job_plan = render.plan(job)
+    job_plan = planning.plan(job)
     paths = preview_paths(args, job)
-    render.check_outputs(job, job_plan, tuple(paths.values()))
+    planning.check_outputs(job, job_plan, tuple(paths.values()))
     where = (job.workdir_path, job_plan.info, job_plan.size, job_plan.start, job_plan.end)
     written = []
     if "compare" in paths:
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.job is not None:
         return run_job_file(args, argv)
     import_tensorflow_quietly()  # after the arguments are known to be sane
-    from pipeline import render
+    from pipeline import jobs, planning, render
 
     job = None
     try:
@@ -309,17 +309,20 @@ def main(argv: list[str] | None = None) -> int:
                   f"into {job.workdir_path}", file=sys.stderr)
             return 0
         if args.compare or args.contact_sheet:  # refuse now, not after the render, if a preview may not be written
-            render.check_outputs(job, render.plan(job), tuple(preview_paths(args, job).values()))
+            planning.check_outputs(job, planning.plan(job), tuple(preview_paths(args, job).values()))
         if args.assemble:
             output = render.assemble_only(job)
         else:
             with reporter(args.quiet) as progress:
-                output = render.render_anywhere(job, progress, args.restart)
+                output = jobs.render_whole(job, progress, args.restart)
         print(f"wrote {output}", file=sys.stderr)
-        for preview in write_previews(args, job):
-            print(f"wrote {preview}", file=sys.stderr)
+        from pipeline.report import write_report_or_warn  # matplotlib loads only here
+
+        for written in [*write_previews(args, job), write_report_or_warn(job)]:
+            if written:
+                print(f"wrote {written}", file=sys.stderr)
         return 0
-    except RuntimeError as error:  # a part of the render failed (farm.ChunkFailed): not the user's doing
+    except ChunkFailed as error:  # a part of the render failed after its retries: not the user's doing
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ENTRY_FAILED
     except InputError as error:
@@ -350,10 +353,11 @@ def run_job_file(args: argparse.Namespace, argv: list[str]) -> int:
 
     log = jobs.JobLog(args.log or jobs.default_log_path(args.job))
     log(f"job {args.job}: {len(entries)} render(s)")
+    outcomes = jobs.outcomes_for(entries)
     try:
-        outcomes = jobs.run(entries, log, lambda entry: reporter(args.quiet), restart=args.restart)
+        jobs.run(outcomes, log, lambda entry: reporter(args.quiet), restart=args.restart)
     except KeyboardInterrupt as stop:
-        for line in jobs.summary(getattr(stop, "outcomes", [])):
+        for line in jobs.summary(outcomes):
             log(line)
         log(f"stopped; finished frames are kept; run the same command again to resume: {resume_command(argv)}")
         return getattr(stop, "exit_code", 130)

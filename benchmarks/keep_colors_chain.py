@@ -4,7 +4,7 @@ measures their E_warp (DeepFlow, not the render's DIS) and structure, next to ke
 
     python benchmarks/keep_colors_chain.py [--size 128] [--frames 12] [--append]
 
-The chain is render.stylize_frame's (init previous-warped, temporal loss on the warped previous
+The chain is chain.stylize_frame's (init previous-warped, temporal loss on the warped previous
 frame) run in memory, so the full-colour variant needs no second image per frame on disk.
 """
 from __future__ import annotations

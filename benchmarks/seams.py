@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import append_results, markdown_table  # noqa: E402
-from pipeline import images, metrics, render  # noqa: E402
+from pipeline import chain, images, metrics, planning, render  # noqa: E402
 from pipeline.chunks import Chunk, plan_chunks  # noqa: E402
 from pipeline.config import Job, make_settings  # noqa: E402
 from pipeline.stitch import borders, stitch_missing  # noqa: E402
@@ -52,7 +52,7 @@ AROUND = 3  # unstitched frames on each side that a span frame's texture is comp
 def farm_render(job: Job) -> float:
     """Every chunk as its own farm task; returns the seconds it took."""
     began = time.perf_counter()
-    job_plan = render.plan(job)
+    job_plan = planning.plan(job)
     for chunk in plan_chunks(job_plan.start, job_plan.end, job.settings.chunk_size, job.settings.overlap):
         render.render_range(job, chunk.first, chunk.last)
     return time.perf_counter() - began
@@ -60,8 +60,10 @@ def farm_render(job: Job) -> float:
 
 def single_chain(job: Job) -> float:
     began = time.perf_counter()
-    job_plan = render.prepare(job)
-    render.render_frames(job, Chunk(job_plan.start, job_plan.end), job_plan=job_plan, continue_chain=True)
+    job_plan = planning.plan(job)
+    planning.check_outputs(job, job_plan)
+    WorkDir(job.workdir_path).open(planning.manifest(job, job_plan))
+    chain.render_frames(job, Chunk(job_plan.start, job_plan.end), job_plan=job_plan, continue_chain=True)
     return time.perf_counter() - began
 
 
@@ -170,7 +172,7 @@ def run_preset(args, preset: str, root: Path) -> tuple[list[dict], dict]:
     spans = [border.frames for border in borders(work, args.start, args.end, args.overlap)]
     before = cross_faded(work, spans, root / f"{preset}-crossfade", args.start, args.end)
     began = time.perf_counter()
-    stitch_missing(farm_job, render.plan(farm_job))
+    stitch_missing(farm_job, planning.plan(farm_job))
     seconds["stitches"] = time.perf_counter() - began
     after = FinalFrames(work).folder_for_encoding(args.start, args.end)
     variants = {"cross-fade": before, "stitch": after}

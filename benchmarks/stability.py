@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import append_results, markdown_table  # noqa: E402
-from pipeline import metrics, render  # noqa: E402
+from pipeline import chain, metrics  # noqa: E402
 from pipeline.chunks import Chunk  # noqa: E402
 from pipeline.config import Job, make_settings  # noqa: E402
 from pipeline.workdir import WorkDir  # noqa: E402
@@ -57,7 +57,7 @@ def render_variant(job: Job, frames: int, seed_workdir: Path | None) -> Path:
         for folder, name in (("frames", "000000.png"), ("stats", "000000.json")):
             (job.workdir_path / folder).mkdir(parents=True, exist_ok=True)
             shutil.copy(seed_workdir / folder / name, job.workdir_path / folder / name)
-    render.render_frames(job, Chunk(0, frames), continue_chain=True)
+    chain.render_frames(job, Chunk(0, frames), continue_chain=True)
     return frames_dir
 
 

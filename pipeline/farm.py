@@ -1,6 +1,6 @@
 """Render one clip's chunks as Ray tasks, on one machine or a cluster.
 
-Ray schedules, retries and places the tasks; each task is `render.render_frames` on one chunk,
+Ray schedules, retries and places the tasks; each task is `chain.render_frames` on one chunk,
 or `stitch.stitch_border` on one border once the chunks on both sides are done, given file
 paths (the job) and never pixels. The driver only counts finished frames on disk
 for the progress bar, then assembles the video exactly as a local render does. Only imported
@@ -8,14 +8,17 @@ when Ray is asked for, so the single-machine path never loads it.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import ray
 
-from . import render
+from . import chain
+from .events import ProgressCallback, Progressed, Started, ignore
+from .planning import holding
+from .render import assemble
 from .chunks import Chunk, plan_chunks
 from .config import Job
+from .errors import ChunkFailed
 from .stitch import Border, border_between, stitch_border
 from .workdir import ChunkFrames, WorkDir, stitch_dir
 
@@ -23,10 +26,6 @@ from .workdir import ChunkFrames, WorkDir, stitch_dir
 # exception in our own code is not retried: it would fail the same way again.
 MAX_RETRIES = 3
 POLL_SECONDS = 2.0
-
-
-class ChunkFailed(RuntimeError):
-    """Some chunks or stitches failed after their retries; rerunning the command resumes them."""
 
 
 def connect(address: str) -> None:
@@ -37,17 +36,17 @@ def connect(address: str) -> None:
     ray.init(address=None if address == "local" else address, **options)
 
 
-def render_on_ray(job: Job, on_progress: render.ProgressCallback | None = None, restart: bool = False) -> Path:
-    with render.holding(job, restart) as job_plan:  # the workers write under the driver's lock
+def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
+    with holding(job, restart) as job_plan:  # the workers write under the driver's lock
         settings = job.settings
         chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.overlap)
         connect(settings.ray)
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        failures = _run(job, chunks, gpus, on_progress or (lambda event: None))
+        failures = _run(job, chunks, gpus, on_progress or ignore)
         if failures:
             raise ChunkFailed("; ".join(f"{unit}: {error}" for unit, error in failures)
                               + f" (finished frames are kept in {job.workdir_path}; run the same command again to resume)")
-        return render.finish(job, job_plan)
+        return assemble(job, job_plan)
 
 
 def plan_borders(chunks: list[Chunk], overlap: int) -> dict[Border, tuple[Chunk, Chunk]]:
@@ -66,7 +65,7 @@ def _run(job: Job, chunks: list[Chunk], gpus: int, notify) -> list[tuple[Chunk |
     pending = {render_chunk.options(num_gpus=gpus).remote(job, chunk): chunk for chunk in chunks}
     done: set[Chunk] = set()
     total = sum(chunk.last - chunk.begin for chunk in chunks) + sum(len(border.frames) for border in borders)
-    notify(render.Started(total, _finished(work, chunks, borders)))
+    notify(Started(total, _finished(work, chunks, borders)))
     failures = []
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
@@ -81,7 +80,7 @@ def _run(job: Job, chunks: list[Chunk], gpus: int, notify) -> list[tuple[Chunk |
             for border in [b for b, pair in waiting.items() if set(pair) <= done]:
                 del waiting[border]
                 pending[stitch_chunks.options(num_gpus=gpus).remote(job, border.first)] = border
-        notify(render.Progressed(_finished(work, chunks, borders)))
+        notify(Progressed(_finished(work, chunks, borders)))
     return failures
 
 
@@ -99,9 +98,8 @@ def _first_line(error: Exception) -> str:
 @ray.remote(max_retries=MAX_RETRIES, num_cpus=1)
 def render_chunk(job: Job, chunk: Chunk) -> int:
     """One chunk in a Ray worker; returns how many frames it rendered (0 when already done)."""
-    _test_crash_once()
     _configure_tensorflow()
-    return len(render.render_frames(job, chunk))
+    return len(chain.render_frames(job, chunk))
 
 
 @ray.remote(max_retries=MAX_RETRIES, num_cpus=1)
@@ -112,31 +110,20 @@ def stitch_chunks(job: Job, first: int) -> int:
 
 
 def _configure_tensorflow() -> None:
-    """Before TensorFlow first touches the GPU: take memory as needed (several workers may share
-    a card), and use only the CPU cores Ray gave this task."""
+    """Once per worker process, before TensorFlow first runs (it refuses these settings after):
+    take GPU memory as needed (several workers may share a card), and use only the CPU cores
+    Ray gave the task."""
+    global _tensorflow_configured
+    if _tensorflow_configured:
+        return
     import tensorflow as tf
 
     for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialized by an earlier task in this worker: set then
+        tf.config.experimental.set_memory_growth(gpu, True)
     cores = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(cores)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    tf.config.threading.set_intra_op_parallelism_threads(cores)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    _tensorflow_configured = True
 
 
-# Test hook: with NST_VIDEO_TEST_CRASH_ONCE=<path>, the first task to start kills its own worker
-# process (as an out-of-memory kill or a lost node would) and leaves <path> behind, so that
-# tests/test_farm.py can check that Ray runs the chunk again. Unset outside tests.
-def _test_crash_once() -> None:
-    marker = os.environ.get("NST_VIDEO_TEST_CRASH_ONCE")
-    if marker:
-        try:
-            Path(marker).open("x").close()  # exclusive create: exactly one task crashes
-        except FileExistsError:
-            return
-        os._exit(1)
+_tensorflow_configured = False

@@ -52,6 +52,7 @@ from typing import Any, Callable
 
 from .config import Job, Style, make_settings, preset_path, setting_types, style_blend
 from .errors import InputError
+from .events import FrameDone, ProgressCallback, Progressed, Started
 from .outputs import refuse_inputs_as_outputs
 
 ENTRY_KEYS = ("video", "style", "preset", "output", "workdir", "start", "end")
@@ -270,24 +271,21 @@ class JobLog:
 ProgressFactory = Callable[[Entry], Any]  # returns a context manager that is a render progress callback
 
 
-def run(entries: list[Entry], log: JobLog, progress: ProgressFactory, restart: bool = False) -> list[Outcome]:
-    """Render every entry in order; a failing one is recorded and the next one starts.
+def run(outcomes: list[Outcome], log: JobLog, progress: ProgressFactory, restart: bool = False) -> None:
+    """Render every entry (`outcomes`, one per entry, made by `outcomes_for`) in order, filling
+    in how each went; a failing one is recorded and the next one starts.
 
-    Ctrl-C / SIGTERM (a KeyboardInterrupt) marks the current entry stopped and the rest not
-    run, then propagates with `outcomes` attached, so the caller can still show the summary.
+    Ctrl-C / SIGTERM (a KeyboardInterrupt) marks the current entry stopped and the rest not run,
+    then propagates; the caller still holds `outcomes` for the summary.
     """
-    from . import render
-
-    outcomes = [Outcome(entry) for entry in entries]
     for outcome in outcomes:
         entry = outcome.entry
-        log(f"[{entry.number}/{len(entries)}] {entry.name} -> {entry.job.output_path}")
+        log(f"[{entry.number}/{len(outcomes)}] {entry.name} -> {entry.job.output_path}")
         began = time.monotonic()
         try:
-            _run_one(outcome, progress, restart, render)
-        except KeyboardInterrupt as stop:
+            _run_one(outcome, progress, restart)
+        except KeyboardInterrupt:
             outcome.status, outcome.seconds = "stopped", time.monotonic() - began
-            stop.outcomes = outcomes
             raise
         except InputError as error:
             outcome.status, outcome.message = "failed", str(error)
@@ -295,25 +293,44 @@ def run(entries: list[Entry], log: JobLog, progress: ProgressFactory, restart: b
             outcome.status, outcome.message = "failed", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             log.write(traceback.format_exc())
         outcome.seconds = time.monotonic() - began
-        log(f"[{entry.number}/{len(entries)}] {outcome.status}"
+        log(f"[{entry.number}/{len(outcomes)}] {outcome.status}"
             + (f": {outcome.message}" if outcome.message else f" ({_frames(outcome)} frames, {_duration(outcome.seconds)})"))
-    return outcomes
 
 
-def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool, render) -> None:
+def outcomes_for(entries: list[Entry]) -> list[Outcome]:
+    return [Outcome(entry) for entry in entries]
+
+
+def render_whole(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
+    """A whole render: its chunks on Ray when the settings name a cluster (Ray loads only then),
+    else here in one chain."""
+    if job.settings.ray:
+        from .farm import render_on_ray
+
+        output = render_on_ray(job, on_progress, restart)
+    else:
+        from .render import render
+
+        output = render(job, on_progress, restart)
+    return output
+
+
+def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool) -> None:
+    from .planning import workdir_state
+
     job = outcome.entry.job
-    state = render.workdir_state(job)
+    state = workdir_state(job)
     if state == "complete" and job.output_path.exists():
         outcome.status = "skipped"
         outcome.total = outcome.rendered = None
         return
 
     def count(event) -> None:
-        if isinstance(event, render.Started):
+        if isinstance(event, Started):
             outcome.total = event.total
-        elif isinstance(event, render.FrameDone):
+        elif isinstance(event, FrameDone):
             outcome.rendered += 1
-        elif isinstance(event, render.Progressed):  # Ray: frames finished on disk, resumed ones too
+        elif isinstance(event, Progressed):  # Ray: frames finished on disk, resumed ones too
             outcome.rendered = event.done
 
     with progress(outcome.entry) as reporter:
@@ -321,7 +338,10 @@ def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool, render)
             count(event)
             reporter(event)
 
-        render.render_anywhere(job, on_progress=on_progress, restart=restart and state == "different")
+        render_whole(job, on_progress=on_progress, restart=restart and state == "different")
+    from .report import write_report_or_warn  # matplotlib loads only here
+
+    write_report_or_warn(job)
     outcome.status = "done"
 
 

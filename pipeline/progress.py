@@ -5,8 +5,7 @@ import sys
 
 from tqdm import tqdm
 
-from .render import FrameDone, FrameRejected, Progressed, Started
-from .stylize import Iterate
+from .events import FrameDone, FrameRejected, Iterate, Progressed, Started
 
 
 class ProgressReporter:

@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -555,3 +556,16 @@ figure { margin: 14px 0 0; }
 img.plot { display: block; width: 100%; height: auto; }
 @media (max-width: 800px) { section.cards { grid-template-columns: repeat(2, 1fr); } section.columns { grid-template-columns: 1fr; } }
 """
+
+
+def write_report_or_warn(job) -> Path | None:
+    """report.html in the job's work directory, after its render; a finished render never fails
+    because of its report (the output is written; the report is only an extra)."""
+    from pipeline.planning import plan
+
+    try:
+        job_plan = plan(job)
+        return write_report(job.workdir_path, job.video, job_plan.start, job_plan.end, job_plan.size, job.output_path)
+    except Exception as error:  # noqa: BLE001
+        print(f"warning: {job.workdir_path / REPORT_NAME} not written: {error}", file=sys.stderr)
+        return None

@@ -37,7 +37,10 @@ import numpy as np
 from . import flow, video
 from .config import Job
 from .errors import InputError
-from .stylize import FrameResult, Iterate, Stylizer, TemporalGuide, combine_guides
+from .chain import stylizer_for
+from .events import Iterate
+from .planning import holding, plan
+from .stylize import FrameResult, Stylizer, TemporalGuide, combine_guides
 from .workdir import WorkDir, disk_full_is_an_input_error, stitch_dir
 
 
@@ -141,8 +144,6 @@ def stitch_border(job: Job, first: int, on_iterate: Callable[[Iterate], None] | 
                   job_plan=None) -> list[int]:
     """Stitch the border before frame `first` into the work directory; returns the frames it
     rendered (none when the stitch is already on disk). InputError while a neighbour is missing."""
-    from .render import plan  # render imports this module for assembly
-
     job_plan = job_plan or plan(job)
     work = WorkDir(job.workdir_path)
     if not job_plan.start < first < job_plan.end:
@@ -162,8 +163,6 @@ def stitch_border(job: Job, first: int, on_iterate: Callable[[Iterate], None] | 
 def _render_stitch(job: Job, job_plan, work: WorkDir, border: Border, out: WorkDir, on_iterate) -> list[int]:
     sources = dict(zip(range(border.begin - 1, border.first + 1),
                        video.read_frames(job_plan.info, border.begin - 1, border.first + 1, job_plan.size)))
-    from .render import stylizer_for  # render imports this module for assembly
-
     stylizer, rendered = None, []
     for index in border.frames:
         previous = out if index > border.begin else work
@@ -197,8 +196,6 @@ def stitch_frame(job: Job, stylizer: Stylizer, border: Border, index: int, sourc
 def stitch_task(job: Job, first: int, on_iterate: Callable[[Iterate], None] | None = None) -> list[int]:
     """The farm task `--stitch FIRST`: beside --frames tasks (a shared hold on the work directory),
     idempotent, so a farm manager may retry it."""
-    from .render import holding
-
     with holding(job, shared=True) as job_plan:
         return stitch_border(job, first, on_iterate, job_plan)
 

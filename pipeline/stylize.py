@@ -26,19 +26,12 @@ import scipy.optimize
 import tensorflow as tf
 
 from . import losses
+from .events import Iterate, ignore
 from .config import Settings
 from .vgg import PIXEL_MAX, PIXEL_MIN, feature_extractor, from_caffe, to_caffe
 from .weights import VGGWeights
 
 VGG_MIN_SIDE = 32
-
-
-@dataclass(frozen=True)
-class Iterate:
-    """Progress of one optimizer iteration, for whoever shows progress."""
-
-    evaluations: int
-    loss: float
 
 
 @dataclass(frozen=True)
@@ -245,7 +238,7 @@ class Stylizer:
         began = time.perf_counter()
         self._set_targets(content_rgb, guide)
         optimize = _lbfgs if self.settings.optimizer == "lbfgs" else _adam
-        tracker = _Tracker(self, on_iterate or _ignore)
+        tracker = _Tracker(self, on_iterate or ignore)
         reason = optimize(tracker, to_caffe(start_rgb)[None], budget)
         image = from_caffe(tracker.best_image[0])
         if self.settings.keep_colors == "luminance":
@@ -292,9 +285,6 @@ def _mean(terms: list[tf.Tensor]) -> tf.Tensor:
     """Mean over layers, so adding a layer does not change what a weight means; 0 for none."""
     return tf.add_n(terms) / len(terms) if terms else tf.constant(0.0)
 
-
-def _ignore(_: Iterate) -> None:
-    pass
 
 
 class _Tracker:
@@ -343,9 +333,13 @@ def _lbfgs(tracker: _Tracker, start: np.ndarray, budget: int) -> str:
         total, gradient = tracker.evaluate(flat.reshape(shape).astype(np.float32))
         return total * scale, gradient.ravel().astype(np.float64) * scale
 
+    settled = False
+
     def after_iteration(intermediate_result) -> None:
-        if tracker.settled(float(intermediate_result.fun) / scale):
-            raise StopIteration
+        nonlocal settled
+        settled = tracker.settled(float(intermediate_result.fun) / scale)
+        if settled:
+            raise StopIteration  # SciPy's documented way for a callback to end the minimization
 
     result = scipy.optimize.minimize(
         loss_and_gradient,
@@ -356,7 +350,7 @@ def _lbfgs(tracker: _Tracker, start: np.ndarray, budget: int) -> str:
         callback=after_iteration,
         options={"maxfun": budget, "maxiter": budget, "gtol": 0.0, "ftol": 0.0, "maxcor": 20},
     )
-    if "StopIteration" in str(result.message):
+    if settled:
         return "converged"
     return "budget" if result.status == 1 else str(result.message)
 

@@ -7,6 +7,7 @@ bundled with imageio-ffmpeg, so that frame rate, trimming and optional audio sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import subprocess
@@ -439,12 +440,17 @@ def _seconds(value: Fraction) -> str:
     return f"{float(value):.6f}"
 
 
+class EncodeFailed(RuntimeError):
+    """ffmpeg refused to encode, for a reason other than a full disk; the message ends with its report."""
+
+
 def _run_ffmpeg(command: list[str], output: Path) -> None:
     result = subprocess.run(
         command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace"
     )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-_STDERR_TAIL_LINES:])
-        raise RuntimeError(
-            f"{output}: ffmpeg failed with exit code {result.returncode}:\n{tail}"
-        )
+        for code in (errno.ENOSPC, errno.EDQUOT):  # ffmpeg reports a failed write by its strerror text
+            if os.strerror(code) in result.stderr:
+                raise OSError(code, os.strerror(code), str(output))
+        raise EncodeFailed(f"{output}: ffmpeg failed with exit code {result.returncode}:\n{tail}")

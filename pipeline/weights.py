@@ -15,6 +15,7 @@ import logging
 import os
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -318,3 +319,10 @@ def load_vgg16_weights(path: str | Path | None = None) -> VGGWeights:
     if onnx_path is None:
         raise InputError(HOW_TO_PROVIDE)
     return _convert_packaged_onnx(onnx_path, cache_dir())
+
+
+@lru_cache(maxsize=4)
+def cached_vgg16_weights(path: Path | None = None) -> VGGWeights:
+    """`load_vgg16_weights`, once per process and path: a job file's renders, a Ray worker's
+    tasks and a render's manifest and stylizer share one copy (~60 MB)."""
+    return load_vgg16_weights(path)

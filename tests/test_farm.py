@@ -1,5 +1,6 @@
 """Chunked rendering: farm-manager frame ranges and the Ray backend on a real local cluster (CPU)."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import cli
 from pipeline import video
 from pipeline.images import load_rgb
 
+import worker_faults
 from conftest import SAMPLE_CLIP, SAMPLE_STYLE
 
 TINY = ["--size", "64", "--first-frame-iterations", "3", "--frame-iterations", "2", "--quiet"]
@@ -20,16 +22,18 @@ def run(*args):
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    """One local Ray cluster for the session, dashboard off. The crash hook's marker exists
-    (disarmed) until a test deletes it: the next chunk task then kills its worker once."""
+    """One local Ray cluster for the session, dashboard off, with tests/worker_faults.py in its
+    workers. The crash marker exists (disarmed) until a test deletes it: the next chunk task then
+    kills its worker once."""
     ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("ray") / "crashed"
     marker.touch()
-    os.environ["NST_VIDEO_TEST_CRASH_ONCE"] = str(marker)  # inherited by the workers
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    runtime_env = {"worker_process_setup_hook": "worker_faults.install",
+                   "env_vars": {"PYTHONPATH": path, worker_faults.MARKER_ENV: str(marker)}}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
     yield marker
     ray.shutdown()
-    del os.environ["NST_VIDEO_TEST_CRASH_ONCE"]
 
 
 def frames_of(workdir):

@@ -180,19 +180,15 @@ def test_the_example_job_file_parses():
 
 
 def test_sigint_stops_the_job_with_a_summary_and_130(tmp_path):
-    import os
     import signal
     import subprocess
     import sys
 
-    from pipeline import render
-
     path = write_job(tmp_path, TINY + f'[[render]]\nvideo = "{SAMPLE_CLIP}"\nstyle = "{SAMPLE_STYLE}"\n'
                                       'end = 3\noutput = "first.mp4"\n'
                                       f'[[render]]\nvideo = "{SAMPLE_CLIP}"\nstyle = "{SAMPLE_STYLE}"\nend = 3\n')
-    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--job", str(path), "--quiet"], cwd=REPO,
-                               env={**os.environ, render.TEST_PAUSE_ENV: "optimize:1"},
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen([sys.executable, str(REPO / "tests" / "pause_at.py"), "optimize:1",
+                                "--job", str(path), "--quiet"], cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for line in process.stderr:
         if "test-pause: optimize:1" in line:
             break

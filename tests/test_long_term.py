@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import render
+from pipeline import chain
 from pipeline.config import Job, make_settings
 from pipeline.errors import InputError
-from pipeline.render import Previous, history_reach, is_scene_cut, stylize_frame
+from pipeline.chain import Previous, history_reach, is_scene_cut, stylize_frame
 from pipeline.stylize import FrameResult, TemporalGuide, long_term_guide
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -157,14 +157,14 @@ class FinishedFrames:
 def numbered_sources(monkeypatch):
     def read_frames(info, start, end, size):
         return (np.full((2, 2, 3), 100 + i, np.uint8) for i in range(start, end))
-    monkeypatch.setattr(render.video, "read_frames", read_frames)
+    monkeypatch.setattr(chain.video, "read_frames", read_frames)
     return SimpleNamespace(info=None, size=(2, 2))
 
 
 def histories(plan, work, first, last, earliest, reach):
     """The stylized frames (by index) behind each rendered frame; each is finished once yielded."""
     seen = {}
-    for index, _, history in render._frames_with_history(plan, work, first, last, earliest, reach):
+    for index, _, history in chain._frames_with_history(plan, work, first, last, earliest, reach):
         seen[index] = [int(p.stylized[0, 0, 0]) for p in history]
         work.done.add(index)
     return seen

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_CLIP, SAMPLE_STYLE
 
-from pipeline import compare, render, video
+from pipeline import compare, planning, render, video
 from pipeline.config import Job, make_settings
 from pipeline.images import load_rgb
 from pipeline.report import gather, write_report
@@ -25,7 +25,7 @@ def rendered(tmp_path_factory):
     job = Job(video=SAMPLE_CLIP, style=SAMPLE_STYLE, settings=make_settings("default", FAST),
               output=out, start=START, end=END)
     render.render(job)
-    return job, render.plan(job)
+    return job, planning.plan(job)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,7 @@
 """Overnight robustness for real: SIGKILL at chosen instants and resume, signals, full disk, OOM.
 
-A render runs in a subprocess and is killed while it sits at a named instant; the test hook
-`NST_VIDEO_TEST_PAUSE=<point>` (see pipeline/render.py) prints "test-pause: <point>" and sleeps
-there. The same command then resumes (in-process, to spare a TensorFlow start) and must produce
+A render runs in a subprocess and is killed while it sits at a named instant: tests/pause_at.py
+runs cli.py with one of its functions wrapped to print "test-pause: <point>" and sleep there. The same command then resumes (in-process, to spare a TensorFlow start) and must produce
 exactly the frames of an uninterrupted run, the right output and no temporaries.
 """
 from __future__ import annotations
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 import cli
-from pipeline import images, render, video, workdir
+from pipeline import chain, images, video, workdir
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 
@@ -41,10 +40,8 @@ def leftovers(root: Path) -> list[Path]:
 
 
 def start(out: Path, pause: str | None = None, *extra) -> subprocess.Popen:
-    env = {**os.environ}
-    if pause:
-        env[render.TEST_PAUSE_ENV] = pause
-    return subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args_for(out, *extra)], cwd=REPO, env=env,
+    launcher = [str(REPO / "tests" / "pause_at.py"), pause] if pause else [str(REPO / "cli.py")]
+    return subprocess.Popen([sys.executable, *launcher, *args_for(out, *extra)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -187,7 +184,7 @@ def test_out_of_memory_names_the_size_and_the_remedy(tmp_path, monkeypatch, caps
             raise MemoryError
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1,64,48,64]")
 
-    monkeypatch.setattr(render.Stylizer, "stylize", stylize)
+    monkeypatch.setattr(chain.Stylizer, "stylize", stylize)
     assert cli.main(args_for(tmp_path / "clip.mp4")) == 2
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import render, video
+from pipeline import chain, planning, render, video
 from pipeline.config import Job, make_settings, parse_style, style_blend
 from pipeline.errors import InputError
 from pipeline.files import file_sha256
@@ -176,9 +176,9 @@ def small_job(tmp_path, style, **overrides):
 def test_a_blend_weighted_one_and_zero_renders_the_single_style(tmp_path):
     single = small_job(tmp_path, SAMPLE_STYLE)
     blend = small_job(tmp_path, style_blend([parse_style(f"{SAMPLE_STYLE}:1"), parse_style(f"{SAMPLE_STYLE_2}:0")]))
-    job_plan = render.plan(single)
-    expected = render.stylizer_for(single, job_plan).style_grams
-    got = render.stylizer_for(blend, job_plan).style_grams
+    job_plan = planning.plan(single)
+    expected = chain.stylizer_for(single, job_plan).style_grams
+    got = chain.stylizer_for(blend, job_plan).style_grams
     for name in expected:
         np.testing.assert_array_equal(got[name].numpy(), expected[name].numpy())
 
@@ -186,13 +186,13 @@ def test_a_blend_weighted_one_and_zero_renders_the_single_style(tmp_path):
 def test_the_identity_holds_every_styles_content_and_weight(tmp_path):
     blend = small_job(tmp_path, style_blend([parse_style(f"{SAMPLE_STYLE}:0.7"), parse_style(f"{SAMPLE_STYLE_2}:0.3")]))
     other = small_job(tmp_path, style_blend([parse_style(f"{SAMPLE_STYLE}:0.6"), parse_style(f"{SAMPLE_STYLE_2}:0.4")]))
-    identity = render.style_identity(blend)
+    identity = planning.style_identity(blend)
     assert [s["weight"] for s in identity["blend"]] == [0.7, 0.3]
     assert [s["sha256"] for s in identity["blend"]] == [file_sha256(SAMPLE_STYLE), file_sha256(SAMPLE_STYLE_2)]
-    differences = identity_differences({"style": identity}, {"style": render.style_identity(other)})
+    differences = identity_differences({"style": identity}, {"style": planning.style_identity(other)})
     assert len(differences) == 1 and differences[0].startswith("style.blend ") and "0.6" in differences[0]
     # one painting keeps the identity work directories had before blends, so they still resume
-    assert render.style_identity(small_job(tmp_path, SAMPLE_STYLE)) == {"sha256": file_sha256(SAMPLE_STYLE)}
+    assert planning.style_identity(small_job(tmp_path, SAMPLE_STYLE)) == {"sha256": file_sha256(SAMPLE_STYLE)}
     # keep_colors is in the identity when on, and out of it when off (as renders before it)
     assert "keep_colors" not in settings().frame_settings()
     assert settings(keep_colors="luminance").frame_settings()["keep_colors"] == "luminance"
@@ -203,7 +203,7 @@ def test_no_output_may_replace_any_style_of_a_blend(tmp_path):
     shutil.copy(SAMPLE_STYLE_2, second)
     job = dataclasses.replace(small_job(tmp_path, style_blend([SAMPLE_STYLE, second])), output=second)
     with pytest.raises(InputError, match="second.jpg"):
-        render.check_outputs(job, render.plan(job))
+        planning.check_outputs(job, planning.plan(job))
 
 
 def test_luminance_chroma_follows_each_source_frame_through_a_chain(tmp_path):
@@ -211,7 +211,7 @@ def test_luminance_chroma_follows_each_source_frame_through_a_chain(tmp_path):
     job = dataclasses.replace(small_job(tmp_path, SAMPLE_STYLE, keep_colors="luminance", first_frame_iterations=3,
                                         frame_iterations=2), end=3)
     render.render(job)
-    job_plan = render.plan(job)
+    job_plan = planning.plan(job)
     work = WorkDir(job.workdir_path)
     for index, source in zip(range(3), video.read_frames(job_plan.info, 0, 3, job_plan.size)):
         frame = work.load(index)

@@ -365,3 +365,20 @@ def test_encode_replaces_an_existing_output(frames, sample, tmp_path):
     output.write_bytes(b"old")
     video.encode_video(str(frames / "frame_%05d.png"), 0, 4, output, sample.fps)
     assert video.probe(output).frame_count == 4
+
+
+def test_ffmpeg_writing_to_a_full_disk_raises_enospc(tmp_path):
+    """/dev/full: a real write that fails with ENOSPC. The encoder turns ffmpeg's report of it into
+    the same OSError a Python write gives, so one handler (workdir.disk_full_is_an_input_error)
+    serves both; any other ffmpeg failure stays an EncodeFailed with ffmpeg's words."""
+    import errno
+
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "color=size=64x64:d=1",
+               "-f", "rawvideo"]
+    with pytest.raises(OSError) as full:
+        video._run_ffmpeg([*command, "/dev/full"], Path("/dev/full"))
+    assert full.value.errno == errno.ENOSPC
+    with pytest.raises(video.EncodeFailed, match="ffmpeg failed"):
+        video._run_ffmpeg([*command, str(tmp_path / "missing" / "out.raw")], tmp_path / "out.raw")

@@ -1,0 +1,178 @@
+"""The frame loop: one chunk of the clip stylized into the work directory, resumable at any frame.
+
+`render_frames(job, chunk)` is the one unit of work: it skips frames already there (checking
+them first) and resumes its warm-start chain from its last finished frame. A whole render (one
+chunk), a farm task (`--frames`) and a Ray worker all make this same call. Each frame starts
+cold (the first-frame budget from the content) or warm from the frames before it along the
+optical flow, with Ruder et al.'s temporal loss (short- and long-term).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from . import flow, images, video
+from .chunks import Chunk
+from .config import Job
+from .errors import InputError
+from .events import FrameDone, FrameRejected, ProgressCallback, Started, ignore
+from .planning import Plan, plan
+from .stylize import FrameResult, StyleImage, Stylizer, TemporalGuide, long_term_guide
+from .weights import cached_vgg16_weights
+from .workdir import ChunkFrames, WorkDir, disk_full_is_an_input_error
+
+
+def render_frames(
+    job: Job, chunk: Chunk, on_progress: ProgressCallback | None = None, job_plan: Plan | None = None,
+    continue_chain: bool = False,
+) -> list[int]:
+    """Stylize the chunk's frames (warm-up included) into the work directory; returns the
+    indices it rendered. With `continue_chain` the chunk's first frame warm-starts from the
+    finished frame before it (a local render resuming); without, it starts cold, so the
+    result does not depend on what other workers have finished (farm and Ray chunks)."""
+    job_plan = job_plan or plan(job)
+    work = ChunkFrames(WorkDir(job.workdir_path), chunk)
+    notify = on_progress or ignore
+    indices = range(chunk.begin, chunk.last)
+    earliest_seed = job_plan.start if continue_chain else chunk.begin
+    trusted = _check_finished(work, indices, job_plan.size, notify)
+    notify(Started(len(indices), len(trusted)))
+    first = next((i for i in indices if i not in trusted), None)
+    if first is None:
+        return []
+    with _out_of_memory_is_an_input_error(job_plan, first):
+        stylizer = stylizer_for(job, job_plan)
+    rendered = []
+    reach = history_reach(job.settings.temporal_frames)
+    for index, source, history in _frames_with_history(job_plan, work, first, chunk.last, earliest_seed, reach):
+        previous = history[0] if history else None
+        seed = previous.checksum if previous else None
+        if work.has(index) and work.continues(index, seed):
+            continue
+        if work.has(index):
+            notify(FrameRejected(index, f"it continued frame {index - 1} as it was before that was rendered again"))
+        with _out_of_memory_is_an_input_error(job_plan, index):
+            result = stylize_frame(job, stylizer, source, history, notify)
+        with disk_full_is_an_input_error(work.path, f"frame {index}"):
+            work.save(index, result, seed)
+        rendered.append(index)
+        notify(FrameDone(index, result))
+    return rendered
+
+def _check_finished(work: ChunkFrames, indices: range, size: tuple[int, int], notify) -> set[int]:
+    """Check every finished frame before trusting it: a damaged one is removed, with a line
+    saying so, and rendered again; so is a frame whose chain predecessor no longer matches."""
+    trusted, previous = set(), None
+    for index in indices:
+        damage = work.damage(index, size) if work.has(index) else "missing"
+        if damage is None and (index == indices.start or work.continues(index, previous)):
+            trusted.add(index)
+            previous = work.checksum(index)
+            continue
+        if damage not in (None, "missing"):
+            notify(FrameRejected(index, damage))
+            work.discard_frame(index)
+        previous = None
+    return trusted
+
+@contextlib.contextmanager
+def _out_of_memory_is_an_input_error(job_plan: Plan, index: int) -> Iterator[None]:
+    """GPU or host memory exhausted: one line naming the frame size and what to do."""
+    try:
+        yield
+    except (tf.errors.ResourceExhaustedError, MemoryError):
+        width, height = job_plan.size
+        raise InputError(
+            f"{job_plan.info.path}: out of memory stylizing frame {index} at {width}x{height}; "
+            "use a smaller --size or --preset preview") from None
+
+@dataclass(frozen=True)
+class Previous:
+    source: np.ndarray
+    stylized: np.ndarray
+    checksum: str | None  # of the stylized frame's PNG, recorded as the next frame's seed
+
+def history_reach(temporal_frames: int) -> int:
+    """How far back the temporal loss looks: distances 1, 2, 4, … for `temporal_frames` frames."""
+    return 2 ** (temporal_frames - 1)
+
+def _frames_with_history(
+    job_plan: Plan, work: "WorkDir | ChunkFrames", first: int, last: int, earliest_seed: int, reach: int = 1
+) -> Iterator[tuple[int, np.ndarray, list[Previous]]]:
+    """Source frames from `first`, each with the finished frames just before it, nearest first
+    (up to `reach` of them, none before `earliest_seed`, no gap). They are read back from disk,
+    so a resumed chain starts from exactly what an uninterrupted one would have."""
+    seed = first
+    while seed > max(earliest_seed, first - reach) and work.has(seed - 1):
+        seed -= 1
+    frames = video.read_frames(job_plan.info, seed, last, job_plan.size)
+    history: list[Previous] = []
+    for index, source in zip(range(seed, last), frames):
+        if index >= first:
+            yield index, source, history
+        finished = Previous(source, work.load(index), work.checksum(index)) if work.has(index) else None
+        history = [finished, *history][:reach] if finished else []
+
+def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "list[Previous] | Previous | None",
+                  notify) -> FrameResult:
+    """One frame of the chain: cold (the first-frame budget from the content) when nothing comes
+    before it or a scene cut separates it from what does; else warm from the frames before it,
+    nearest first (`history`)."""
+    settings = job.settings
+    history = [history] if isinstance(history, Previous) else list(history or [])
+    if not history:
+        return _cold(settings, stylizer, source, notify, "cold")
+    nearest = TemporalGuide(*flow.temporal_guide(history[0].source, source, history[0].stylized, settings.flow))
+    coverage = float(nearest.reliability.mean())
+    if is_scene_cut(coverage, settings.scene_cut):
+        return _cold(settings, stylizer, source, notify, f"cold: scene cut ({coverage:.0%} of pixels follow the flow)")
+    guide = long_term_guide([nearest, *_farther_guides(settings, source, history)])
+    start = {"content": source, "previous": history[0].stylized}.get(settings.init, guide.warped)
+    if settings.temporal_weight == 0:
+        guide = None
+    result = stylizer.stylize(source, start, settings.frame_iterations, guide, on_iterate=notify)
+    return dataclasses.replace(result, start="warm")
+
+def _cold(settings, stylizer: Stylizer, source: np.ndarray, notify, why: str) -> FrameResult:
+    result = stylizer.stylize(source, source, settings.first_frame_iterations, on_iterate=notify)
+    return dataclasses.replace(result, start=why)
+
+def is_scene_cut(coverage: float, threshold: float) -> bool:
+    """The flow from the frame before is reliable on too small a share of the pixels to carry
+    anything across: a scene cut (or motion the flow cannot follow), so the frame starts cold."""
+    return coverage < threshold
+
+def _farther_guides(settings, source: np.ndarray, history: list[Previous]) -> list[TemporalGuide]:
+    """Guides from the frames at distances 2, 4, … (Ruder et al.'s long-term loss), each warped
+    straight onto this frame; a frame the flow cannot reach (a cut between) is left out."""
+    guides = []
+    for distance in (2 ** k for k in range(1, settings.temporal_frames)):
+        if distance > len(history):
+            break
+        earlier = history[distance - 1]
+        guide = TemporalGuide(*flow.temporal_guide(earlier.source, source, earlier.stylized, settings.flow))
+        if not is_scene_cut(float(guide.reliability.mean()), settings.scene_cut):
+            guides.append(guide)
+    return guides
+
+def stylizer_for(job: Job, job_plan: Plan) -> Stylizer:
+    blend = [StyleImage(images.load_rgb(style.path), style.weight, str(style.path)) for style in job.style]
+    width, height = job_plan.size
+    return Stylizer(job.settings, cached_vgg16_weights(job.weights), blend, (height, width), colour_reference=colour_reference(job, job_plan))
+
+def colour_reference(job: Job, job_plan: Plan) -> np.ndarray | None:
+    """The frame whose colours keep_colors "histogram" gives the style images: the first of the
+    render's range, never a chunk's own first frame, so every frame of a render, every farm task,
+    Ray chunk and stitch gets the same style targets (deterministic, whichever runs where)."""
+    if job.settings.keep_colors != "histogram":
+        return None
+    frames = video.read_frames(job_plan.info, job_plan.start, job_plan.start + 1, job_plan.size)
+    try:
+        return next(frames)
+    finally:
+        frames.close()

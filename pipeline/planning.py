@@ -1,0 +1,113 @@
+"""What a job resolves to, and holding its work directory.
+
+`plan` probes the clip and checks every input; `holding` also checks every output and takes
+the work directory (exclusively for a whole render, shared for farm ranges side by side) with
+its manifest checked. Everything that renders into a work directory starts here.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from . import images, video
+from .config import Job
+from .errors import InputError
+from .files import file_sha256
+from .outputs import refuse_inputs_as_outputs, sequence_members
+from .weights import cached_vgg16_weights
+from .workdir import WorkDir, identity_differences
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job resolves to once the clip is probed."""
+
+    info: video.VideoInfo
+    size: tuple[int, int]  # (width, height) of the stylized frames
+    start: int
+    end: int
+
+def plan(job: Job) -> Plan:
+    """Probe and check every input before hours of rendering depend on it."""
+    info = video.probe(job.video)
+    for path in job.style_paths:
+        images.load_rgb(path)
+    count = info.frame_count
+    end = count if job.end is None else min(job.end, count)
+    if job.start < 0:
+        raise InputError(f"{job.video}: --start {job.start} is negative (the clip has {count} frames, 0-{count - 1})")
+    if job.start >= count:
+        raise InputError(f"{job.video}: --start {job.start} is past the last frame (the clip has {count} frames, 0-{count - 1})")
+    if end <= job.start:
+        raise InputError(f"{job.video}: --end {job.end} must be above --start {job.start} (the clip has {count} frames)")
+    return Plan(info, video.output_size(info, job.settings.size), job.start, end)
+
+def output_files(job: Job, job_plan: Plan) -> list[Path]:
+    """The files the encoded output consists of: one video, or one image per frame."""
+    if job.output_is_sequence:
+        return sequence_members(job.output_path, job_plan.start, job_plan.end)
+    return [job.output_path]
+
+def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> None:
+    """Before anything is rendered: each output can be written, is none of the inputs, and
+    replaces no file that this render's work directory did not write (unless `overwrite`)."""
+    video.check_output(job.output_path, job.output_is_sequence)
+    outputs = [*output_files(job, job_plan), *extra]
+    refuse_inputs_as_outputs([*outputs, job.workdir_path / "report.html"], [job.video, *job.style_paths, job.weights])
+    if not job.overwrite:
+        WorkDir(job.workdir_path).refuse_replacing(outputs)
+
+@contextlib.contextmanager
+def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[Plan]:
+    """Check every input and output (creating nothing), then hold the work directory with its
+    manifest checked: exclusively for a whole render, shared for farm ranges side by side."""
+    job_plan = plan(job)
+    check_outputs(job, job_plan)
+    work = WorkDir(job.workdir_path)
+    with work.locked(shared=shared, wait=job.wait):
+        work.open(manifest(job, job_plan), restart)
+        yield job_plan
+
+def workdir_state(job: Job) -> str:
+    """What the job's work directory holds for it: "empty", "partial", "complete" or "different"
+    (frames of another render, which `render` refuses without `restart`)."""
+    job_plan = plan(job)
+    work = WorkDir(job.workdir_path)
+    found = work.read_manifest() if work.manifest_path.is_file() else None
+    if found is None:
+        return "empty"
+    if identity_differences(found["identity"], json.loads(json.dumps(manifest(job, job_plan)["identity"]))):
+        return "different"
+    done = sum(work.has(i) for i in range(job_plan.start, job_plan.end))
+    return "complete" if done == job_plan.end - job_plan.start else "partial" if done else "empty"
+
+def manifest(job: Job, job_plan: Plan) -> dict:
+    """What the frames in a work directory depend on, and where its files were."""
+    weights = cached_vgg16_weights(job.weights)
+    return {
+        # What the pixels depend on: a resume must match it exactly. Contents, not paths, so a
+        # shot folder that moves (or a farm node mounting it elsewhere) keeps its frames.
+        "identity": {
+            "video": {"sha256": file_sha256(job.video)},
+            "style": style_identity(job),
+            "size": list(job_plan.size),
+            "fps": str(job_plan.info.fps),
+            "weights": {"sha256": weights.sha256},
+            "settings": job.settings.frame_settings(),
+        },
+        # Where the files were last seen, for people reading the report.
+        "files": {"video": str(job.video.resolve()), "style": str(job.style[0].path.resolve()),
+                  **({"styles": [{"path": str(s.path.resolve()), "weight": s.weight} for s in job.style]}
+                     if len(job.style) > 1 else {}),
+                  "weights": weights.source},
+    }
+
+def style_identity(job: Job) -> dict:
+    """One painting: its sha256 (as before blends existed, so earlier work directories resume);
+    a blend: every painting's sha256 and weight, in order."""
+    if len(job.style) == 1:
+        return {"sha256": file_sha256(job.style[0].path)}
+    return {"blend": [{"sha256": file_sha256(s.path), "weight": s.weight} for s in job.style]}
