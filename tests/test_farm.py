@@ -10,7 +10,7 @@ from pipeline import video
 from pipeline.images import load_rgb
 
 import worker_faults
-from conftest import SAMPLE_CLIP, SAMPLE_STYLE
+from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 
 TINY = ["--size", "64", "--first-frame-iterations", "3", "--frame-iterations", "2", "--quiet"]
 CHUNKS = ["--chunk-size", "3", "--overlap", "2"]
@@ -28,7 +28,8 @@ def ray_cluster(tmp_path_factory):
     ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("ray") / "crashed"
     marker.touch()
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    # Workers import this checkout's pipeline (not another one an editable install may point at).
+    path = os.pathsep.join(filter(None, [str(REPO), str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     runtime_env = {"worker_process_setup_hook": "worker_faults.install",
                    "env_vars": {"PYTHONPATH": path, worker_faults.MARKER_ENV: str(marker)}}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
