@@ -92,8 +92,13 @@ def _frame_range(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    presets = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.toml")))
     parser = _Parser(
-        prog="cli.py", description="Stylize a video with neural style transfer, temporally stable, keeping fps and sound.")
+        prog="cli.py", description="Stylize a video with neural style transfer, temporally stable, keeping fps and sound.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"presets (--preset): {presets}; any setting can also be given as a flag (above).\n"
+               "measuring a render: python cli.py eval SOURCE WORKDIR [--baseline COLD_WORKDIR] "
+               "(python cli.py eval --help)")
     parser.add_argument("video", type=Path, nargs="?", help="input video")
     parser.add_argument("--style", action="append", metavar="IMAGE[:WEIGHT]",
                         help="style image (a painting); required unless --job. Repeat it to blend paintings: "

@@ -125,7 +125,7 @@ def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "li
     nearest first (`history`)."""
     settings = job.settings
     history = [history] if isinstance(history, Previous) else list(history or [])
-    if not history:
+    if not history or settings.init == "cold":
         return _cold(settings, stylizer, source, notify, "cold")
     nearest = TemporalGuide(*flow.temporal_guide(history[0].source, source, history[0].stylized, settings.flow))
     coverage = float(nearest.reliability.mean())
@@ -139,7 +139,7 @@ def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "li
     return dataclasses.replace(result, start="warm")
 
 def _cold(settings, stylizer: Stylizer, source: np.ndarray, notify, why: str) -> FrameResult:
-    result = stylizer.stylize(source, source, settings.first_frame_iterations, on_iterate=notify)
+    result = stylizer.stylize_cold(source, on_iterate=notify)
     return dataclasses.replace(result, start=why)
 
 def is_scene_cut(coverage: float, threshold: float) -> bool:

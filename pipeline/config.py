@@ -27,7 +27,7 @@ VGG16_LAYERS = tuple(
     for conv in range(1, convs + 1)
 )
 OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "previous", "previous-warped")
+INITS = ("content", "previous", "previous-warped", "cold")
 FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")
 KEEP_COLORS = ("", "luminance", "histogram")
 _NOT_NEW = object()
@@ -58,7 +58,12 @@ class Settings:
                             KEEP_COLORS, const="luminance", before="")
     optimizer: str = _doc("optimizer of the stylized image", OPTIMIZERS)
     learning_rate: float = _doc("Adam step size in 0-255 pixel units (ignored by L-BFGS)")
-    first_frame_iterations: int = _doc("loss evaluations budget of the first frame")
+    first_frame_iterations: int = _doc("loss evaluations budget of a cold frame (the first, or after a scene cut) "
+                                       "at full size")
+    coarse_levels: int = _doc("a cold frame is first stylized at this many coarser sizes, each half the next "
+                              "(none below a 32-pixel side), each starting the next: cheap evaluations settle the "
+                              "painting's layout, so the full-size frame starts near where the chain goes; 0 off")
+    coarse_iterations: int = _doc("loss evaluations budget at each coarser size")
     frame_iterations: int = _doc("loss evaluations budget of every later frame")
     stop_tolerance: float = _doc("stop early when the loss falls by less than this fraction ...")
     stop_window: int = _doc("... over this many iterations")
@@ -67,7 +72,8 @@ class Settings:
                                 "so content that comes back looks as it did; 1 is the previous frame alone")
     scene_cut: float = _doc("start a frame cold, like the first, when the flow from the frame before is reliable "
                             "on less than this share of its pixels (a scene cut); 0 never")
-    init: str = _doc("how frames after the first start", INITS)
+    init: str = _doc("how frames after the first start; 'cold': each like the first (no chain, no temporal "
+                     "loss: the per-frame baseline that `eval --baseline` compares with)", INITS)
     flow: str = _doc("optical flow method for warm start and temporal loss", FLOW_METHODS)
     chunk_size: int = _doc("frames per chunk when a clip is split across workers (Ray)")
     overlap: int = _doc("warm-up frames before each chunk; the border frames are re-optimized between both chains (stitch)")

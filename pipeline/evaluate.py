@@ -21,9 +21,8 @@ _LOOK_SETTINGS = ("content_layers", "style_layers", "content_weight", "style_wei
 
 
 # The render whose work directory --baseline wants: every frame on its own, fully budgeted.
-COLD_BASELINE_COMMAND = ("python cli.py SOURCE --style STYLE -o cold.mp4 --init content --temporal-weight 0 "
-                         "--frame-iterations N  (N: the render's --first-frame-iterations; same preset, size, "
-                         "style and frame range)")
+COLD_BASELINE_COMMAND = ("python cli.py SOURCE --style STYLE -o cold.mp4 --init cold  (same preset, size, "
+                         "style and frame range as the render)")
 
 
 def evaluate(source: Path, stylized: Path, start: int | None = None, estimator: str = metrics.EVALUATION_FLOW,
@@ -110,11 +109,10 @@ def _baseline_settings(baseline: WorkDir, indices: list[int]) -> dict:
 
 def _baseline_warnings(base: dict, ours: dict) -> list[str]:
     warnings = []
-    cold = (base.get("init") == "content" and base.get("temporal_weight") == 0
-            and base.get("frame_iterations") == base.get("first_frame_iterations"))
+    cold = base.get("init") == "cold" or (base.get("init") == "content" and base.get("temporal_weight") == 0
+                                          and base.get("frame_iterations") == base.get("first_frame_iterations"))
     if not cold:
-        warnings.append("warning: the baseline is not a cold render (init content, temporal weight 0, "
-                        "frame iterations = first frame iterations); ratios to it mean little")
+        warnings.append("warning: the baseline is not a cold render (--init cold); ratios to it mean little")
     changed = [name for name in _LOOK_SETTINGS if ours and base and ours.get(name) != base.get(name)]
     if changed:
         warnings.append(f"warning: the baseline's look differs from the render's ({', '.join(changed)})")

@@ -13,6 +13,7 @@ neural artistic style transfer") comes in two kinds, `keep_colors`:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -83,6 +84,7 @@ class FrameResult:
     # with and without a temporal loss can be compared by the quality they reach.
     trace: tuple[tuple[int, float, float], ...] = ()
     start: str = ""  # how the chain started it: "cold", "warm", or "cold: scene cut (…)"
+    coarse_evaluations: int = 0  # a cold frame's evaluations at its coarser sizes (stylize_cold)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ class Stylizer:
                  colour_reference: np.ndarray | None = None):
         self.settings = settings
         self.shape = (1, *frame_shape, 3)
+        self._made_from = (weights, style, style_name, colour_reference)
+        self._at_size: dict[tuple[int, int], Stylizer] = {}
         layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.extractor = feature_extractor(weights, layers)
         blend = [StyleImage(style, 1.0, str(style_name))] if isinstance(style, np.ndarray) else list(style)
@@ -254,6 +258,34 @@ class Stylizer:
         return FrameResult(image, tracker.best_terms, tracker.evaluations, reason,
                            time.perf_counter() - began, tuple(tracker.trace))
 
+    def stylize_cold(self, content_rgb: np.ndarray, on_iterate: Callable[[Iterate], None] | None = None) -> FrameResult:
+        """A frame with nothing before it: from the content, first at `coarse_levels` coarser sizes
+        (coarse-to-fine, as in Gatys et al. 2017 and crowsonkb/style-transfer-pytorch), each result
+        upsampled to start the next, then `first_frame_iterations` evaluations at full size.
+
+        Why: a warm-started chain keeps optimizing one image, frame after frame, so it ends where the
+        loss's optimum is; a cold frame stopped early is still close to the photograph it started
+        from, and the chain then drifts away from that look (measured: benchmarks/RESULTS.md,
+        "drift"). At half size an evaluation costs about a quarter, so the coarse levels bring the
+        cold frame near the optimum for little, and the chain has nowhere left to drift to."""
+        start, coarse_evaluations = content_rgb, 0
+        for shape in coarse_shapes(self.shape[1:3], self.settings.coarse_levels):
+            small = _resized(content_rgb, shape, cv2.INTER_AREA)
+            result = self.at_size(shape).stylize(small, _resized(start, shape, cv2.INTER_CUBIC),
+                                                 self.settings.coarse_iterations, on_iterate=on_iterate)
+            start, coarse_evaluations = result.image, coarse_evaluations + result.evaluations
+        final = self.stylize(content_rgb, _resized(start, self.shape[1:3], cv2.INTER_CUBIC),
+                             self.settings.first_frame_iterations, on_iterate=on_iterate)
+        return dataclasses.replace(final, coarse_evaluations=coarse_evaluations)
+
+    def at_size(self, frame_shape: tuple[int, int]) -> "Stylizer":
+        """The same look (settings, weights, style) for frames of another size, made once."""
+        if frame_shape not in self._at_size:
+            weights, style, style_name, colour_reference = self._made_from
+            self._at_size[frame_shape] = Stylizer(self.settings, weights, style, frame_shape, style_name,
+                                                  colour_reference)
+        return self._at_size[frame_shape]
+
     def _set_targets(self, content_rgb: np.ndarray, guide: TemporalGuide | None) -> None:
         features = self.extractor(to_caffe(content_rgb)[None])
         for name, target in self.content_targets.items():
@@ -268,6 +300,22 @@ class Stylizer:
         """Total loss, its terms and gradient at a Caffe-space image (1, H, W, 3)."""
         total, terms, gradient = self._evaluate(tf.constant(image, tf.float32))
         return float(total), {k: float(v) for k, v in terms.items()}, gradient.numpy()
+
+
+def coarse_shapes(frame_shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    """(height, width) of the coarser sizes, coarsest first: 1/2, 1/4, … of `frame_shape`, up to
+    `levels` of them, none with a side under VGG_MIN_SIDE."""
+    height, width = frame_shape
+    shapes = [(round(height / 2 ** k), round(width / 2 ** k)) for k in range(levels, 0, -1)]
+    return [shape for shape in shapes if min(shape) >= VGG_MIN_SIDE]
+
+
+def _resized(rgb: np.ndarray, shape: tuple[int, int], interpolation: int) -> np.ndarray:
+    """RGB at (height, width), kept in 0-255 (bicubic overshoots at edges)."""
+    if rgb.shape[:2] == tuple(shape):
+        return rgb
+    resized = cv2.resize(rgb.astype(np.float32), (shape[1], shape[0]), interpolation=interpolation)
+    return np.clip(resized, 0, 255)
 
 
 def _warn_cut_down(style_name: str, shape: tuple[int, int], requested: tuple[int, int], size: tuple[int, int],

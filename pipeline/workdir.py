@@ -186,6 +186,7 @@ class WorkDir:
         from. Returns the frame's checksum."""
         png = images.encode_image(".png", result.image)
         stats = {"sha256": sha256_of(png), "seed": seed, "losses": result.losses, "evaluations": result.evaluations,
+                 "coarse_evaluations": result.coarse_evaluations,
                  "stop_reason": result.stop_reason, "start": result.start, "seconds": result.seconds,
                  "trace": result.trace}
         write_atomically(self.stats_path(index), json.dumps(stats, indent=1).encode())

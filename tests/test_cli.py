@@ -119,7 +119,7 @@ def test_eval_against_a_baseline(rendered, tmp_path, capsys):
 def test_eval_help_gives_the_cold_baseline_command(capsys):
     with pytest.raises(SystemExit):
         run("eval", "--help")
-    assert "--init content --temporal-weight 0 --frame-iterations" in capsys.readouterr().out
+    assert "--init cold" in capsys.readouterr().out
 
 
 def test_eval_of_a_missing_file_is_one_line(capsys):
@@ -131,3 +131,11 @@ def test_render_writes_a_report(rendered):
     out, _ = rendered
     html = (out.parent / "clip.work" / "report.html").read_text()
     assert "data:image/png;base64" in html and "E_warp" in html
+
+
+def test_help_names_the_presets_and_the_eval_command(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "presets (--preset): default, final, preview" in text and "python cli.py eval SOURCE WORKDIR" in text

@@ -40,6 +40,10 @@ class StubStylizer:
         self.calls.append(SimpleNamespace(content=content, start=start, budget=budget, guide=guide))
         return FrameResult(np.asarray(start, np.uint8), {"total": 0.0}, budget, "budget")
 
+    def stylize_cold(self, content, on_iterate=None):
+        """A cold start as the chain sees it: from the content, no guide, the first-frame budget."""
+        return self.stylize(content, content, job().settings.first_frame_iterations)
+
 
 def job(**overrides) -> Job:
     return Job(Path("clip.mp4"), Path("style.jpg"), make_settings("default", overrides))
@@ -107,6 +111,16 @@ def test_the_same_shot_moving_stays_warm():
     call = stylizer.calls[-1]
     assert result.start == "warm" and call.budget == job().settings.frame_iterations
     assert call.guide is not None and call.guide.reliability.mean() > 0.5
+
+
+def test_init_cold_starts_every_frame_like_the_first():
+    """The per-frame baseline: no warm start, no temporal loss, the first-frame budget."""
+    before, now = picture(), shifted(picture(), 2.0)
+    stylizer = StubStylizer()
+    result = stylize_frame(job(init="cold"), stylizer, now, [Previous(before, before, None)], None)
+    call = stylizer.calls[-1]
+    assert result.start == "cold" and call.guide is None and np.array_equal(call.start, now)
+    assert call.budget == job().settings.first_frame_iterations
 
 
 def test_scene_cut_zero_never_restarts():

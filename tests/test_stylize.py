@@ -218,3 +218,24 @@ def test_luminance_chroma_follows_each_source_frame_through_a_chain(tmp_path):
         unclipped = ((frame > 0) & (frame < 255)).all(axis=-1)
         assert unclipped.mean() > 0.9
         assert np.abs(chroma(frame) - chroma(source))[unclipped].max() <= 1, index
+
+
+def test_coarse_shapes_halve_down_to_vggs_minimum_side():
+    from pipeline.stylize import coarse_shapes
+
+    assert coarse_shapes((288, 512), 2) == [(72, 128), (144, 256)]
+    assert coarse_shapes((72, 96), 2) == [(36, 48)]  # 18x24 would be under 32 pixels
+    assert coarse_shapes((72, 96), 0) == []
+
+
+def test_a_cold_frame_goes_through_its_coarse_sizes_first(vgg_weights, content, style):
+    """SIZE is 48x64: one coarser size would be 24x32, under VGG's minimum, so a 96x128 frame is
+    used; its coarse level (48x64) gets its own stylizer, made once, and its evaluations are recorded."""
+    frame = cv2.resize(content, (128, 96), interpolation=cv2.INTER_AREA)
+    stylizer = Stylizer(settings(coarse_levels=1, coarse_iterations=5, first_frame_iterations=3), vgg_weights, style, (96, 128))
+    result = stylizer.stylize_cold(frame)
+    assert result.image.shape == (96, 128, 3) and result.evaluations <= 4
+    assert 1 <= result.coarse_evaluations <= 6
+    assert list(stylizer._at_size) == [(48, 64)] and stylizer.at_size((48, 64)) is stylizer._at_size[(48, 64)]
+    plain = Stylizer(settings(coarse_levels=0, first_frame_iterations=3), vgg_weights, style, (96, 128)).stylize_cold(frame)
+    assert plain.coarse_evaluations == 0 and not np.array_equal(plain.image, result.image)
