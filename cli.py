@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for artists
 
 from pipeline.config import Job, Settings, make_settings, parse_style, read_preset, setting_types, style_blend  # noqa: E402
-from pipeline.errors import ChunkFailed, InputError  # noqa: E402
+from pipeline.errors import ChunkFailed, DiskFull, InputError, OutOfMemory  # noqa: E402
 from pipeline.workdir import DamagedFrames, DifferentRender, NotAWorkDir, OutputExists, WorkDirBusy  # noqa: E402
 
 EXIT_INPUT_ERROR = 2
@@ -195,17 +195,22 @@ def write_previews(args: argparse.Namespace, job: Job) -> list[Path]:
 
 
 # What the user can do about a refusal, in this command's words (the pipeline says what happened).
+# {resume}: how to go on from what is kept (never "with --restart", which would discard it).
 ADVICE = {
     DifferentRender: "--workdir DIR renders elsewhere and keeps them; --restart deletes them and starts over",
     NotAWorkDir: "name a new or empty folder with --workdir",
     OutputExists: "--overwrite replaces it; -o writes elsewhere",
     WorkDirBusy: "--wait waits for it to finish",
     DamagedFrames: "run the --frames tasks that cover them again, then --assemble",
+    DiskFull: "free space, then {resume}",
+    OutOfMemory: "use a smaller --size or --preset preview",
+    ChunkFailed: "finished frames are kept; {resume}",
 }
 
 
-def advice_for(error: Exception) -> str:
-    return next((f" ({advice})" for kind, advice in ADVICE.items() if isinstance(error, kind)), "")
+def advice_for(error: Exception, restart: bool = False) -> str:
+    resume = "run the same command again" + (" without --restart" if restart else "") + " to resume"
+    return next((f" ({advice.format(resume=resume)})" for kind, advice in ADVICE.items() if isinstance(error, kind)), "")
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -328,13 +333,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {written}", file=sys.stderr)
         return 0
     except ChunkFailed as error:  # a part of the render failed after its retries: not the user's doing
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}{advice_for(error, args.restart)}", file=sys.stderr)
         return EXIT_ENTRY_FAILED
     except InputError as error:
-        message = str(error) + advice_for(error)
-        if args.restart:  # running it again *with* --restart would discard what is kept
-            message = message.replace("run the same command again", "run the same command again without --restart")
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error}{advice_for(error, args.restart)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt as stop:
         where = f" in {job.workdir_path}" if job else ""

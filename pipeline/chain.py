@@ -19,7 +19,7 @@ import tensorflow as tf
 from . import flow, images, video
 from .chunks import Chunk
 from .config import Job
-from .errors import InputError
+from .errors import OutOfMemory
 from .events import FrameDone, FrameRejected, ProgressCallback, Started, ignore
 from .planning import Plan, plan
 from .stylize import FrameResult, StyleImage, Stylizer, TemporalGuide, long_term_guide
@@ -87,9 +87,7 @@ def _out_of_memory_is_an_input_error(job_plan: Plan, index: int) -> Iterator[Non
         yield
     except (tf.errors.ResourceExhaustedError, MemoryError):
         width, height = job_plan.size
-        raise InputError(
-            f"{job_plan.info.path}: out of memory stylizing frame {index} at {width}x{height}; "
-            "use a smaller --size or --preset preview") from None
+        raise OutOfMemory(f"{job_plan.info.path}: out of memory stylizing frame {index} at {width}x{height}") from None
 
 @dataclass(frozen=True)
 class Previous:

@@ -44,8 +44,7 @@ def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         failures = _run(job, chunks, gpus, on_progress or ignore)
         if failures:
-            raise ChunkFailed("; ".join(f"{unit}: {error}" for unit, error in failures)
-                              + f" (finished frames are kept in {job.workdir_path}; run the same command again to resume)")
+            raise ChunkFailed("; ".join(f"{unit}: {error}" for unit, error in failures))
         return assemble(job, job_plan)
 
 

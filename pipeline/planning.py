@@ -38,11 +38,11 @@ def plan(job: Job) -> Plan:
     count = info.frame_count
     end = count if job.end is None else min(job.end, count)
     if job.start < 0:
-        raise InputError(f"{job.video}: --start {job.start} is negative (the clip has {count} frames, 0-{count - 1})")
+        raise InputError(f"{job.video}: start {job.start} is negative (the clip has {count} frames, 0-{count - 1})")
     if job.start >= count:
-        raise InputError(f"{job.video}: --start {job.start} is past the last frame (the clip has {count} frames, 0-{count - 1})")
+        raise InputError(f"{job.video}: start {job.start} is past the last frame (the clip has {count} frames, 0-{count - 1})")
     if end <= job.start:
-        raise InputError(f"{job.video}: --end {job.end} must be above --start {job.start} (the clip has {count} frames)")
+        raise InputError(f"{job.video}: end {job.end} must be above start {job.start} (the clip has {count} frames)")
     return Plan(info, video.output_size(info, job.settings.size), job.start, end)
 
 def output_files(job: Job, job_plan: Plan) -> list[Path]:

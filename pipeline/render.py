@@ -31,7 +31,7 @@ def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback 
     Deterministic and idempotent, so a farm manager may retry it or run ranges side by side."""
     with holding(job, shared=True) as job_plan:
         if not job_plan.start <= first < last <= job_plan.end:
-            raise InputError(f"{job.video}: --frames {first}-{last - 1} is outside the clip's frames "
+            raise InputError(f"{job.video}: frames {first}-{last - 1} lie outside the clip's frames "
                              f"{job_plan.start}-{job_plan.end - 1}")
         render_frames(job, chunk_for_range(job_plan.start, first, last, job.settings.overlap), on_progress, job_plan)
         return job_plan

@@ -121,7 +121,7 @@ def refuse_unless_ready(work: WorkDir, border: Border) -> None:
         [f"warm-up frame(s) {', '.join(warmup)} of the range starting at {border.first}"] if warmup else [])
     if parts:
         raise InputError(f"{work.path}: cannot stitch {border} yet: {' and '.join(parts)} not rendered; "
-                         f"run the --frames tasks on both sides of frame {border.first} first")
+                         f"render the frames on both sides of frame {border.first} first")
 
 
 def later_chain(work: WorkDir, border: Border, index: int) -> WorkDir:
@@ -147,7 +147,7 @@ def stitch_border(job: Job, first: int, on_iterate: Callable[[Iterate], None] | 
     job_plan = job_plan or plan(job)
     work = WorkDir(job.workdir_path)
     if not job_plan.start < first < job_plan.end:
-        raise InputError(f"{work.path}: --stitch {first}: no border there; borders lie inside the clip's frames "
+        raise InputError(f"{work.path}: no chunk border at frame {first}; borders lie inside the clip's frames "
                          f"{job_plan.start + 1}-{job_plan.end - 1}")
     border = border_at(work, job_plan.start, first, job.settings.overlap)
     if not border.frames:

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import images
 from .chunks import Chunk
-from .errors import InputError
+from .errors import DiskFull, InputError
 from .files import file_sha256, sha256_of, write_atomically
 
 if TYPE_CHECKING:
@@ -91,8 +91,7 @@ def disk_full_is_an_input_error(where: Path, what: str) -> Iterator[None]:
     except OSError as error:
         if error.errno not in _DISK_FULL:
             raise
-        raise InputError(f"{where}: disk full while writing {what}; "
-                         "free space and run the same command again to resume") from None
+        raise DiskFull(f"{where}: disk full while writing {what}") from None
 
 
 class WorkDir:

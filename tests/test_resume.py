@@ -158,8 +158,8 @@ def test_disk_full_mid_render_is_one_line_and_resumable(tmp_path, reference, mon
     _failing_on_frame(monkeypatch, 3)
     assert cli.main(args_for(out)) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1] == (f"error: {work}: disk full while writing frame 3; "
-                         "free space and run the same command again to resume")
+    assert lines[-1] == (f"error: {work}: disk full while writing frame 3 "
+                         "(free space, then run the same command again to resume)")
     assert sorted(frames_of(work)) == ["000000.png", "000001.png", "000002.png"]
     assert not out.exists() and leftovers(tmp_path) == []
     monkeypatch.undo()
