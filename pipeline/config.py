@@ -26,6 +26,7 @@ VGG16_LAYERS = tuple(
     for block, convs in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
     for conv in range(1, convs + 1)
 )
+VGG_MIN_SIDE = 32  # VGG16's five poolings need at least this many pixels per side
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "previous", "previous-warped", "cold")
 FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")

@@ -163,4 +163,14 @@ def check_output_image(path: str | os.PathLike) -> None:
     require_writable_dir(path.parent)
 
 
+def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` at size=(width, height), unchanged when it is that size already: area averaging
+    when shrinking (no aliasing, which optical flow and Gram matrices would both pick up),
+    bicubic when enlarging. Bicubic overshoots at edges, so a float image is clipped to 0-255."""
+    height, width = image.shape[:2]
+    if (width, height) == tuple(size):
+        return image
+    shrinking = size[0] * size[1] < width * height
+    result = cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    return result if result.dtype == np.uint8 else np.clip(result, 0, 255)
 

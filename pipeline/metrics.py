@@ -51,6 +51,7 @@ import numpy as np
 from pipeline.config import read_preset
 from pipeline.errors import InputError
 from pipeline.flow import canonical_method, optical_flow, reliability, warp
+from pipeline import images
 from pipeline.images import load_rgb
 from pipeline.outputs import PRINTF_NUMBER, is_sequence_pattern
 from pipeline.video import probe, read_frames
@@ -136,7 +137,7 @@ def measure_clip(
     carry_flow = canonical_method(carry_flow or default_render_flow())
     stylized = iter(stylized_frames)
     stylized_t = _first_frame(stylized, "stylized")
-    sources = (_resized(frame, _size_of(stylized_t)) for frame in source_frames)
+    sources = (images.resized(frame, _size_of(stylized_t)) for frame in source_frames)
     source_t = _first_frame(sources, "source")
     per_frame = [_frame_values(source_t, stylized_t)]
     per_pair: list[tuple[float, float, float, float]] = []
@@ -196,7 +197,7 @@ def structure(source: np.ndarray, stylized: np.ndarray) -> float:
 
     NaN when either frame has no gradient at all (a flat frame correlates with nothing).
     """
-    return _pearson(gradient_magnitude(_resized(source, _size_of(stylized))), gradient_magnitude(stylized))
+    return _pearson(gradient_magnitude(images.resized(source, _size_of(stylized))), gradient_magnitude(stylized))
 
 
 def gradient_magnitude(rgb: np.ndarray) -> np.ndarray:
@@ -331,14 +332,6 @@ def _size_of(frame: np.ndarray) -> tuple[int, int]:
         raise ValueError(f"expected an RGB HxWx3 frame, got shape {frame.shape}")
     return frame.shape[1], frame.shape[0]
 
-
-def _resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Source frame at the output size: INTER_AREA when shrinking (no aliasing for the flow)."""
-    height, width = frame.shape[:2]
-    if (width, height) == tuple(size):
-        return frame
-    shrinking = size[0] * size[1] < width * height
-    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
 def _first_frame(frames: Iterator[np.ndarray], what: str) -> np.ndarray:

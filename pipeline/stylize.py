@@ -26,13 +26,12 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from . import losses
+from . import images, losses
 from .events import Iterate, ignore
-from .config import Settings
+from .config import VGG_MIN_SIDE, Settings
 from .vgg import PIXEL_MAX, PIXEL_MIN, feature_extractor, from_caffe, to_caffe
 from .weights import VGGWeights
 
-VGG_MIN_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -203,9 +202,7 @@ class Stylizer:
         requested = _requested_style_size(style_rgb.shape[:2], frame_shape, self.settings.style_scale)
         if (height, width) != requested:
             _warn_cut_down(style_name, style_rgb.shape[:2], requested, (height, width), frame_shape)
-        shrinking = height * width < style_rgb.shape[0] * style_rgb.shape[1]
-        resized = cv2.resize(style_rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-        features = self.extractor(to_caffe(resized)[None])
+        features = self.extractor(to_caffe(images.resized(style_rgb, (width, height)))[None])
         return {name: losses.gram(features[name]) for name in self.settings.style_layers}
 
     def _loss_and_gradient(self, image: tf.Tensor):
@@ -270,11 +267,11 @@ class Stylizer:
         cold frame near the optimum for little, and the chain has nowhere left to drift to."""
         start, coarse_evaluations = content_rgb, 0
         for shape in coarse_shapes(self.shape[1:3], self.settings.coarse_levels):
-            small = _resized(content_rgb, shape, cv2.INTER_AREA)
-            result = self.at_size(shape).stylize(small, _resized(start, shape, cv2.INTER_CUBIC),
+            small = images.resized(content_rgb, shape[::-1])
+            result = self.at_size(shape).stylize(small, images.resized(start.astype(np.float32), shape[::-1]),
                                                  self.settings.coarse_iterations, on_iterate=on_iterate)
             start, coarse_evaluations = result.image, coarse_evaluations + result.evaluations
-        final = self.stylize(content_rgb, _resized(start, self.shape[1:3], cv2.INTER_CUBIC),
+        final = self.stylize(content_rgb, images.resized(start.astype(np.float32), self.shape[2:0:-1]),
                              self.settings.first_frame_iterations, on_iterate=on_iterate)
         return dataclasses.replace(final, coarse_evaluations=coarse_evaluations)
 
@@ -309,13 +306,6 @@ def coarse_shapes(frame_shape: tuple[int, int], levels: int) -> list[tuple[int, 
     shapes = [(round(height / 2 ** k), round(width / 2 ** k)) for k in range(levels, 0, -1)]
     return [shape for shape in shapes if min(shape) >= VGG_MIN_SIDE]
 
-
-def _resized(rgb: np.ndarray, shape: tuple[int, int], interpolation: int) -> np.ndarray:
-    """RGB at (height, width), kept in 0-255 (bicubic overshoots at edges)."""
-    if rgb.shape[:2] == tuple(shape):
-        return rgb
-    resized = cv2.resize(rgb.astype(np.float32), (shape[1], shape[0]), interpolation=interpolation)
-    return np.clip(resized, 0, 255)
 
 
 def _warn_cut_down(style_name: str, shape: tuple[int, int], requested: tuple[int, int], size: tuple[int, int],

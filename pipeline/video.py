@@ -20,6 +20,8 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
+from pipeline import images
+from pipeline.config import VGG_MIN_SIDE
 from pipeline.errors import InputError
 from pipeline.files import require_no_link_loop, require_writable_dir
 
@@ -28,7 +30,6 @@ from pipeline.files import require_no_link_loop, require_writable_dir
 # Set OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 24 = warnings) to see them when debugging.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
-VGG_MIN_SIDE = 32  # VGG16's five poolings need at least this many pixels per side
 _STDERR_TAIL_LINES = 15
 _FFMPEG_PROBE_TIMEOUT_S = 60
 # ffmpeg prints the container duration to 1/100 s.
@@ -300,7 +301,7 @@ def _decode_range(
             ok, frame = cap.read()
             if not ok:
                 raise InputError(f"{info.path}: frame {index} cannot be decoded")
-            yield _to_rgb(_resized(_upright(frame, info.rotation), size))
+            yield _to_rgb(images.resized(_upright(frame, info.rotation), size))
     finally:
         cap.release()
 
@@ -316,14 +317,6 @@ def _skip_to(cap: cv2.VideoCapture, start: int, path: Path) -> None:
         if not cap.grab():
             raise InputError(f"{path}: frame {index} cannot be decoded")
 
-
-def _resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    height, width = frame.shape[:2]
-    if (width, height) == tuple(size):
-        return frame
-    shrinking = size[0] * size[1] < width * height
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-    return cv2.resize(frame, tuple(size), interpolation=interpolation)
 
 
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
@@ -374,8 +367,6 @@ def check_output(output: str | os.PathLike, sequence: bool = False) -> None:
     output = Path(output)
     require_no_link_loop(output)
     if sequence:
-        from pipeline import images  # video does not otherwise depend on images
-
         try:
             first = Path(str(output) % 0)
         except (TypeError, ValueError):

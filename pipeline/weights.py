@@ -20,18 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import VGG16_LAYERS
 from pipeline.errors import InputError
 from pipeline.files import sha256_of, write_atomically
 
 log = logging.getLogger(__name__)
 
-VGG16_CONV_LAYERS: tuple[str, ...] = (
-    "block1_conv1", "block1_conv2",
-    "block2_conv1", "block2_conv2",
-    "block3_conv1", "block3_conv2", "block3_conv3",
-    "block4_conv1", "block4_conv2", "block4_conv3",
-    "block5_conv1", "block5_conv2", "block5_conv3",
-)
 _FILTERS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 
 KERAS_NOTOP_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -63,7 +57,7 @@ def expected_shapes() -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
     """Keras VGG16's conv shapes: 3x3 kernels, each layer fed by the previous one's filters."""
     shapes = {}
     in_channels = 3
-    for name, filters in zip(VGG16_CONV_LAYERS, _FILTERS):
+    for name, filters in zip(VGG16_LAYERS, _FILTERS):
         shapes[name] = ((3, 3, in_channels, filters), (filters,))
         in_channels = filters
     return shapes
@@ -149,7 +143,7 @@ def _load_keras_file(path: Path) -> VGGWeights:
         model = keras.applications.VGG16(include_top=False, weights=str(path))
     except Exception as exc:  # Keras raises ValueError/OSError/KeyError for foreign files
         raise InputError(f"{path}: not a Keras VGG16 weights file ({_one_line(exc)})") from None
-    layers = {name: tuple(model.get_layer(name).get_weights()) for name in VGG16_CONV_LAYERS}
+    layers = {name: tuple(model.get_layer(name).get_weights()) for name in VGG16_LAYERS}
     _refuse_untouched_biases(layers, path)
     return VGGWeights(check_layers(layers, path), f"Keras weights file {path}", digest)
 
@@ -171,7 +165,7 @@ def _onnx_layers(data: bytes, path: Path) -> Layers:
         raise InputError(f"{path}: unreadable ONNX file ({_one_line(exc)})") from None
     initializers = {init.name: init for init in model.graph.initializer}
     layers: Layers = {}
-    for name in VGG16_CONV_LAYERS:
+    for name in VGG16_LAYERS:
         kernel = initializers.get(_ONNX_KERNEL.format(layer=name))
         bias = initializers.get(_ONNX_BIAS.format(layer=name))
         if kernel is None or bias is None:
@@ -202,7 +196,7 @@ def _npz_layers(data: bytes, path: Path) -> Layers:
         raise InputError(f"{path}: unreadable .npz weights file ({_one_line(exc)})") from None
     return {
         name: (arrays[f"{name}/kernel"], arrays[f"{name}/bias"])
-        for name in VGG16_CONV_LAYERS
+        for name in VGG16_LAYERS
         if f"{name}/kernel" in arrays and f"{name}/bias" in arrays
     }
 

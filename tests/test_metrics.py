@@ -403,7 +403,7 @@ def test_a_baseline_that_is_not_cold_or_lacks_frames_is_flagged(source_video, wo
     result = evaluate.evaluate(source_video, warm, baseline=warm)
     assert any("not a cold render" in warning for warning in result["warnings"])
     short = write_workdir(tmp_path / "short.work", source[:3], COLD, 0.5, 0.1, 100)
-    with pytest.raises(InputError, match="--temporal-weight 0"):
+    with pytest.raises(InputError, match="--init cold"):
         evaluate.evaluate(source_video, warm, baseline=short)
 
 

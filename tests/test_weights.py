@@ -12,7 +12,8 @@ import pytest
 
 from pipeline import weights
 from pipeline.errors import InputError
-from pipeline.weights import VGG16_CONV_LAYERS, load_vgg16_weights
+from pipeline.config import VGG16_LAYERS
+from pipeline.weights import load_vgg16_weights
 
 pytestmark = [  # Keras' own noise, not ours
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
@@ -34,13 +35,13 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def assert_same_layers(a: weights.VGGWeights, b: weights.VGGWeights) -> None:
     assert a.layers.keys() == b.layers.keys()
-    for name in VGG16_CONV_LAYERS:
+    for name in VGG16_LAYERS:
         np.testing.assert_array_equal(a.layers[name][0], b.layers[name][0])
         np.testing.assert_array_equal(a.layers[name][1], b.layers[name][1])
 
 
 def assert_imagenet(loaded: weights.VGGWeights) -> None:
-    assert tuple(loaded.layers) == VGG16_CONV_LAYERS
+    assert tuple(loaded.layers) == VGG16_LAYERS
     for name, (kernel_shape, bias_shape) in weights.expected_shapes().items():
         kernel, bias = loaded.layers[name]
         assert kernel.shape == kernel_shape and bias.shape == bias_shape
