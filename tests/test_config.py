@@ -12,9 +12,23 @@ def test_presets_extend_the_default():
     assert preview["size"] < default["size"] and preview["style_weight"] == default["style_weight"]
 
 
-@pytest.mark.parametrize("name", ["preview", "default", "final"])
-def test_every_builtin_preset_is_valid(name):
-    assert make_settings(name).size >= 0
+@pytest.mark.parametrize("name", ["preview", "final"])
+def test_a_builtin_preset_differs_from_default_in_exactly_its_own_keys(name):
+    import dataclasses
+
+    preset_file = {key: value for key, value in _toml(name).items() if key != "extends"}
+    settings, default = make_settings(name), make_settings("default")
+    changed = {f.name for f in dataclasses.fields(settings) if getattr(settings, f.name) != getattr(default, f.name)}
+    assert changed == set(preset_file)
+    assert all(getattr(settings, key) == value for key, value in preset_file.items())
+
+
+def _toml(name: str) -> dict:
+    import tomllib
+
+    from pipeline.config import CONFIGS_DIR
+
+    return tomllib.loads((CONFIGS_DIR / f"{name}.toml").read_text())
 
 
 def test_overrides_are_typed_and_checked():

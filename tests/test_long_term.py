@@ -194,3 +194,25 @@ def test_history_stops_at_the_chunk_start_and_at_gaps(numbered_sources):
     assert histories(numbered_sources, work, 6, 7, 0, 8)[6] == [5, 4, 3]
     assert histories(numbered_sources, work, 6, 7, 4, 8)[6] == [5, 4]  # a farm chunk starting at 4
     assert histories(numbered_sources, work, 6, 7, 6, 8)[6] == []  # a chunk's own first frame: cold
+
+
+# ---------------------------------------------------------------- init modes and the temporal wiring
+
+
+@pytest.mark.parametrize("init", ["content", "previous", "previous-warped"])
+def test_each_init_mode_starts_a_warm_frame_from_its_image_with_the_warped_guide(init):
+    before = picture()
+    stylized_before = np.ascontiguousarray(picture("starry-night.jpg"))  # what the chain made of `before`
+    now = shifted(before, 2.0)
+    stylizer = StubStylizer()
+    stylize_frame(job(init=init, temporal_frames=1), stylizer, now, [Previous(before, stylized_before, None)], None)
+    call = stylizer.calls[-1]
+    carried = shifted(stylized_before, 2.0)  # the stylized frame moved as the content did
+    inner = (slice(8, -8), slice(8, -8))  # away from the borders the flow cannot see past
+    # The temporal target is always the previous stylized frame carried along the flow ...
+    assert np.abs(call.guide.warped[inner] - carried[inner]).mean() < 6
+    assert call.guide.reliability[inner].mean() > 0.9
+    # ... while the start image is what `init` names.
+    expected_start = {"content": now, "previous": stylized_before, "previous-warped": call.guide.warped}[init]
+    assert np.array_equal(np.asarray(call.start), np.asarray(expected_start))
+

@@ -79,6 +79,20 @@ def test_report_measures_every_finished_frame_with_the_evaluation_flow(rendered)
     assert all(-1 <= value <= 1 for value in measures.structure) and all(value > 0 for value in measures.texture)
 
 
+def test_report_headline_numbers_are_the_measured_ones(rendered, report_html):
+    """The cards show the numbers eval computes on the same frames, not just a well-formed page."""
+    from pipeline import metrics
+
+    job, plan = rendered
+    sources = list(video.read_frames(plan.info, plan.start, plan.end, plan.size))
+    frames = [load_rgb(job.workdir_path / "frames" / f"{i:06d}.png") for i in range(plan.start, plan.end)]
+    measured = metrics.measure_clip(sources, frames, carry_flow=job.settings.flow)
+    cards = re.search(r'<section class="cards">(.*?)</section>', report_html, re.S).group(1)
+    values = re.findall(r'<div class="value">([^<]*)</div>', cards)
+    assert f"{measured.ratio_to_floor:.2f}×" in values
+    assert f"{measured.structure_mean:.2f}" in values
+
+
 def test_report_of_a_partial_render_is_written(rendered, tmp_path):
     job, plan = rendered
     partial = tmp_path / "partial.work"

