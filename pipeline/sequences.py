@@ -88,7 +88,7 @@ def _folder_pattern(folder: Path) -> str:
              and (m := _NUMBERED_NAME.match(p.name)) and m["tail"].lower() in SUFFIXES]
     kinds = sorted({(m["head"], m["tail"]) for m in named})
     if not kinds:
-        raise InputError(f"{folder}: folder holds no numbered image frames ({', '.join(SUFFIXES)})")
+        raise InputError(f"{folder}: is a directory with no numbered image frames ({', '.join(SUFFIXES)}), not a video")
     if len(kinds) > 1:
         shown = ", ".join(f"{head}#{tail}" for head, tail in kinds[:4])
         raise InputError(f"{folder}: folder holds more than one numbered sequence ({shown}); name one with a pattern")
