@@ -162,3 +162,9 @@ def test_a_ppm_folder_renders_at_its_fps_with_numbers_from_its_files(shots, tmp_
     assert run(shots / "ppm", "--style", SAMPLE_STYLE, "-o", tmp_path / "plate.mov", "--fps", "25", "--end", 2,
                "--workdir", tmp_path / "plate.work", *FAST) == 0
     assert re.search(r"\b25 fps\b", ffmpeg_listing(tmp_path / "plate.mov"))
+
+
+def test_eval_reads_a_sequence_source_and_an_exr_result(shots, deep_render, capsys):
+    # eval's --start is a position in the source: plate frame 1002 is position 1
+    assert run("eval", shots / "deep.%04d.png", deep_render / "shot.%04d.exr", "--start", 1, "--flow", "farneback") == 0
+    assert "E_warp" in capsys.readouterr().out
