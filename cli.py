@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import typing
+from fractions import Fraction
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for artists
@@ -79,6 +80,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _frame_rate(text: str) -> Fraction:
+    """'24', '23.976' or '24000/1001' -> an exact Fraction above 0."""
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate like 24 or 24000/1001") from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return rate
+
+
 def _frame_range(text: str) -> tuple[int, int]:
     """'1001-1120' -> (1001, 1121): inclusive, as farm managers count, to a half-open range."""
     first, _, last = text.partition("-")
@@ -99,16 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"presets (--preset): {presets}; any setting can also be given as a flag (above).\n"
                "measuring a render: python cli.py eval SOURCE WORKDIR [--baseline COLD_WORKDIR] "
                "(python cli.py eval --help)")
-    parser.add_argument("video", type=Path, nargs="?", help="input video")
+    parser.add_argument("video", type=Path, nargs="?", help="input video, or an image sequence: a pattern like "
+                        "shot.%%04d.png or shot.####.png, or a folder of numbered frames (PNG, TIFF, JPEG, PPM, EXR)")
     parser.add_argument("--style", action="append", metavar="IMAGE[:WEIGHT]",
                         help="style image (a painting); required unless --job. Repeat it to blend paintings: "
                         "--style a.jpg:0.7 --style b.jpg:0.3 mixes their Gram targets by weight (default weight 1; "
                         "weights are normalized to sum 1)")
-    parser.add_argument("-o", "--output", type=Path, help="output video, or an image sequence like out.%%04d.png "
+    parser.add_argument("-o", "--output", type=Path, help="output video (.mp4: H.264; .mov: ProRes 422 HQ), or an "
+                        "image sequence like out.%%04d.png (or .tif, .jpg, .exr: half-float linear) "
                         "(default: <video>.stylized.mp4 beside the input)")
+    parser.add_argument("--fps", type=_frame_rate, help="frame rate of an image-sequence input, like 24, 25 or "
+                        "24000/1001 (default: 24)")
+    parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
+                        help="bits per channel of a PNG or TIFF sequence output (default: 8); the stylized "
+                        "frames themselves are 8-bit")
     parser.add_argument("--preset", default="default", help="preset name in configs/ or a .toml path (default: default)")
-    parser.add_argument("--start", type=int, default=0, help="first frame to render (default: 0)")
-    parser.add_argument("--end", type=int, help="render up to this frame, exclusive (default: the last frame)")
+    parser.add_argument("--start", type=int, help="first frame to render, by the source's numbers (a sequence's "
+                        "from its first file, like 1001; a video's from 0) (default: the first frame)")
+    parser.add_argument("--end", type=int, help="render up to this frame number, exclusive (default: the last frame)")
     parser.add_argument("--weights", type=Path, help="VGG16 weights file (Keras .h5); default: found offline")
     parser.add_argument("--workdir", type=Path, help="where finished frames are kept (default: <output>.work)")
     parser.add_argument("--restart", action="store_true",
@@ -139,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SINGLE_RENDER_ONLY = ("video", "style", "output", "workdir", "end")
+_SINGLE_RENDER_ONLY = ("video", "style", "output", "workdir", "start", "end", "fps")
 
 
 def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -153,7 +173,7 @@ def check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         return
     given = [name for name in _SINGLE_RENDER_ONLY if getattr(args, name) is not None]
     given += [name for name in setting_types() if getattr(args, name) is not None]
-    given += ["start"] if args.start != 0 else []
+    given += ["bit_depth"] if args.bit_depth != 8 else []
     given += ["preset"] if args.preset != "default" else []
     if given:
         flags = ", ".join("video" if name == "video" else "--" + name.replace("_", "-") for name in given)
@@ -165,7 +185,18 @@ def job_from_args(args: argparse.Namespace) -> Job:
     settings = make_settings(args.preset, overrides)
     styles = style_blend(parse_style(text) for text in args.style)
     return Job(video=args.video, style=styles, settings=settings, output=args.output, start=args.start, end=args.end,
-               weights=args.weights, workdir=args.workdir, overwrite=args.overwrite, wait=args.wait)
+               weights=args.weights, workdir=args.workdir, overwrite=args.overwrite, wait=args.wait,
+               fps=args.fps, bit_depth=args.bit_depth)
+
+
+def announce_sequence_rate(job: Job) -> None:
+    """One line saying the rate an image sequence is read at: it has none of its own."""
+    from pipeline import sequences, video
+
+    if sequences.is_sequence_input(job.video):
+        rate = job.fps or video.SEQUENCE_FPS
+        given = "--fps" if job.fps else "default; set it with --fps"
+        print(f"{job.video}: image sequence at {rate} fps ({given})", file=sys.stderr)
 
 
 def preview_paths(args: argparse.Namespace, job: Job) -> dict[str, Path]:
@@ -187,7 +218,8 @@ def write_previews(args: argparse.Namespace, job: Job) -> list[Path]:
     where = (job.workdir_path, job_plan.info, job_plan.size, job_plan.start, job_plan.end)
     written = []
     if "compare" in paths:
-        written.append(compare.write_side_by_side(*where, paths["compare"], audio_from=job.video))
+        audio_from = job.video if job_plan.info.has_audio else None
+        written.append(compare.write_side_by_side(*where, paths["compare"], audio_from=audio_from))
     if "sheet" in paths:
         written.append(compare.write_contact_sheet(*where, args.contact_sheet, paths["sheet"]))
     WorkDir(job.workdir_path).record_outputs(written)
@@ -306,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     job = None
     try:
         job = job_from_args(args)
+        announce_sequence_rate(job)
         if args.frames:
             with reporter(args.quiet) as progress:
                 render.render_range(job, *args.frames, on_progress=progress)

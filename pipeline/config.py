@@ -13,6 +13,7 @@ import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -167,12 +168,16 @@ class Job:
     style: tuple[Style, ...]  # a blend, weights summing to 1; a bare Path (or list of them) is accepted and converted
     settings: Settings
     output: Path | None = None  # None: `<video>.stylized.mp4` beside the input
-    start: int = 0
+    # Frame numbers as the source counts them: a video from 0, an image sequence from its first
+    # file's number (1001...). planning.plan turns them into positions 0..N-1 in the clip.
+    start: int | None = None  # None: the first frame
     end: int | None = None  # exclusive; None: to the last frame
     weights: Path | None = None  # None: search (see weights.py)
     workdir: Path | None = None  # None: `<output name>.work` beside the output
     overwrite: bool = False  # replace an existing output that this render's work directory did not write
     wait: bool = False  # wait for another render holding the work directory instead of refusing
+    fps: Fraction | None = None  # frame rate of an image-sequence input; None: 24 (a video keeps its own)
+    bit_depth: int = 8  # of PNG/TIFF sequence outputs: 8 or 16 (the frames themselves are 8-bit sRGB)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style", style_blend(self.style))

@@ -35,8 +35,13 @@ _SAVE_PARAMS = {".jpg": _JPEG_PARAMS, ".jpeg": _JPEG_PARAMS}
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 HxWx3: gray is repeated, alpha composited over white, 16 bit scaled to 8."""
     path = Path(path)
-    decoded = _decode(_read_bytes(path), path)
-    return _to_uint8(_to_rgb(decoded, path), path)
+    return to_uint8(load_rgb_native(path), path)
+
+
+def load_rgb_native(path: str | os.PathLike) -> np.ndarray:
+    """RGB HxWx3 at the file's own depth (uint8, uint16 or float), alpha composited over white."""
+    path = Path(path)
+    return _to_rgb(_decode(_read_bytes(path), path), path)
 
 
 def _read_bytes(path: Path) -> np.ndarray:
@@ -106,7 +111,7 @@ def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return composite.astype(rgb.dtype)
 
 
-def _to_uint8(rgb: np.ndarray, path: Path) -> np.ndarray:
+def to_uint8(rgb: np.ndarray, path: Path) -> np.ndarray:
     if rgb.dtype == np.uint8:
         return np.ascontiguousarray(rgb)
     if rgb.dtype == np.uint16:

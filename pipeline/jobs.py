@@ -117,7 +117,8 @@ def parse(path: Path) -> list[Entry]:
                    for key in PRODUCT_KEYS if key != "style"}
         choices["style"] = _style_choices(path, where, raw["style"], base)
         overrides = {**defaults, **{k: v for k, v in raw.items() if k in settings_keys}}
-        start, end = _frame(path, where, "start", raw.get("start", 0)), raw.get("end")
+        start, end = raw.get("start"), raw.get("end")
+        start = None if start is None else _frame(path, where, "start", start)
         end = None if end is None else _frame(path, where, "end", end)
         output_pattern = _text(path, where, "output", raw.get("output", DEFAULT_OUTPUT))
         workdir_pattern = raw.get("workdir")
@@ -132,7 +133,7 @@ def parse(path: Path) -> list[Entry]:
             names = {"video": Path(video).stem, "style": _style_name(style), "preset": Path(preset).stem}
             output = output_dir / _filled(path, where, "output", output_pattern, names)
             workdir = None if workdir_pattern is None else base / _filled(path, where, "workdir", workdir_pattern, names)
-            span = f" [{start}:{'' if end is None else end}]" if (start, end) != (0, None) else ""
+            span = f" [{'' if start is None else start}:{'' if end is None else end}]" if (start, end) != (None, None) else ""
             name = f"{names['video']} / {_style_label(style)} / {names['preset']}{span}"
             job = Job(video=base / video, style=style, settings=settings, output=output,
                       start=start, end=end, weights=weights, workdir=workdir)

@@ -52,13 +52,13 @@ from pipeline.config import read_preset
 from pipeline.errors import InputError
 from pipeline.flow import canonical_method, optical_flow, reliability, warp
 from pipeline import images
-from pipeline.images import load_rgb
+from pipeline.sequences import SUFFIXES, load_srgb8
 from pipeline.outputs import PRINTF_NUMBER, is_sequence_pattern
 from pipeline.video import probe, read_frames
 
 EVALUATION_FLOW = "deepflow"  # independent of every flow a render can use; "farneback" is the fast alternative
 STRUCTURE_BLUR_SIGMA = 2.0  # px: edges of the content, not of the brush strokes
-_SEQUENCE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+_SEQUENCE_SUFFIXES = SUFFIXES  # EXR as linear light, converted to sRGB like a render input
 
 
 def default_render_flow() -> str:
@@ -365,7 +365,7 @@ def _open_stylized(path: str | os.PathLike) -> tuple[int, Iterator[np.ndarray]]:
     """Frame count and RGB uint8 frames (own size) of a video, image directory or printf pattern."""
     files = _sequence_files(path)
     if files is not None:
-        count, frames = len(files), (load_rgb(file) for file in files)
+        count, frames = len(files), (load_srgb8(file) for file in files)
     else:
         info = probe(path)
         count, frames = info.frame_count, read_frames(info, 0, info.frame_count, (info.width, info.height))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import images, video
+from . import images, sequences, video
 from .config import Job
 from .errors import InputError
 from .files import file_sha256
@@ -31,32 +31,39 @@ class Plan:
     end: int
 
 def plan(job: Job) -> Plan:
-    """Probe and check every input before hours of rendering depend on it."""
-    info = video.probe(job.video)
+    """Probe and check every input before hours of rendering depend on it. Job.start/end are the
+    source's frame numbers (a sequence's 1001...); the plan's are positions from 0 in the clip."""
+    info = video.probe(job.video, job.fps)
+    if job.fps is not None and info.sequence is None:
+        raise InputError(f"{job.video}: fps is for image-sequence inputs; a video keeps its own rate ({info.fps})")
     for path in job.style_paths:
         images.load_rgb(path)
-    count = info.frame_count
-    end = count if job.end is None else min(job.end, count)
-    if job.start < 0:
-        raise InputError(f"{job.video}: start {job.start} is negative (the clip has {count} frames, 0-{count - 1})")
-    if job.start >= count:
-        raise InputError(f"{job.video}: start {job.start} is past the last frame (the clip has {count} frames, 0-{count - 1})")
-    if end <= job.start:
-        raise InputError(f"{job.video}: end {job.end} must be above start {job.start} (the clip has {count} frames)")
-    return Plan(info, video.output_size(info, job.settings.size), job.start, end)
+    first, count = info.first_number, info.frame_count
+    last = first + count - 1
+    start = first if job.start is None else job.start
+    end = last + 1 if job.end is None else min(job.end, last + 1)
+    if start < first:
+        raise InputError(f"{job.video}: start {start} is before the first frame (the clip has {count} frames, {first}-{last})")
+    if start > last:
+        raise InputError(f"{job.video}: start {start} is past the last frame (the clip has {count} frames, {first}-{last})")
+    if end <= start:
+        raise InputError(f"{job.video}: --end {job.end} must be above start {start} (the clip has {count} frames, {first}-{last})")
+    return Plan(info, video.output_size(info, job.settings.size), start - first, end - first)
 
 def output_files(job: Job, job_plan: Plan) -> list[Path]:
     """The files the encoded output consists of: one video, or one image per frame."""
     if job.output_is_sequence:
-        return sequence_members(job.output_path, job_plan.start, job_plan.end)
+        first = job_plan.info.first_number  # a sequence's outputs keep its frame numbers
+        return sequence_members(job.output_path, job_plan.start + first, job_plan.end + first)
     return [job.output_path]
 
 def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> None:
     """Before anything is rendered: each output can be written, is none of the inputs, and
     replaces no file that this render's work directory did not write (unless `overwrite`)."""
-    video.check_output(job.output_path, job.output_is_sequence)
+    video.check_output(job.output_path, job.output_is_sequence, job.bit_depth)
     outputs = [*output_files(job, job_plan), *extra]
-    refuse_inputs_as_outputs([*outputs, job.workdir_path / "report.html"], [job.video, *job.style_paths, job.weights])
+    clip = job_plan.info.sequence.members if job_plan.info.sequence else [job.video]
+    refuse_inputs_as_outputs([*outputs, job.workdir_path / "report.html"], [*clip, *job.style_paths, job.weights])
     if not job.overwrite:
         WorkDir(job.workdir_path).refuse_replacing(outputs)
 
@@ -91,7 +98,7 @@ def manifest(job: Job, job_plan: Plan) -> dict:
         # What the pixels depend on: a resume must match it exactly. Contents, not paths, so a
         # shot folder that moves (or a farm node mounting it elsewhere) keeps its frames.
         "identity": {
-            "video": {"sha256": file_sha256(job.video)},
+            "video": {"sha256": video_sha256(job_plan.info)},
             "style": style_identity(job),
             "size": list(job_plan.size),
             "fps": str(job_plan.info.fps),
@@ -104,6 +111,11 @@ def manifest(job: Job, job_plan: Plan) -> dict:
                      if len(job.style) > 1 else {}),
                   "weights": weights.source},
     }
+
+def video_sha256(info: video.VideoInfo) -> str:
+    """The clip's contents: a video file's checksum, or one over a sequence's frames (see
+    sequences.sequence_sha256)."""
+    return file_sha256(info.path) if info.sequence is None else sequences.sequence_sha256(info.sequence)
 
 def style_identity(job: Job) -> dict:
     """One painting: its sha256 (as before blends existed, so earlier work directories resume);

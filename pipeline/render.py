@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import images, video
+import numpy as np
+
+from . import images, sequences, video
 from .chain import render_frames
 from .chunks import Chunk, chunk_for_range
 from .config import Job
@@ -30,10 +32,12 @@ def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback 
     """A farm task: frames [first, last) as their own chunk (warm-up and all), no encoding.
     Deterministic and idempotent, so a farm manager may retry it or run ranges side by side."""
     with holding(job, shared=True) as job_plan:
-        if not job_plan.start <= first < last <= job_plan.end:
+        number = job_plan.info.first_number  # farm ranges speak the source's frame numbers
+        if not job_plan.start <= first - number < last - number <= job_plan.end:
             raise InputError(f"{job.video}: frames {first}-{last - 1} lie outside the clip's frames "
-                             f"{job_plan.start}-{job_plan.end - 1}")
-        render_frames(job, chunk_for_range(job_plan.start, first, last, job.settings.overlap), on_progress, job_plan)
+                             f"{job_plan.start + number}-{job_plan.end - 1 + number}")
+        render_frames(job, chunk_for_range(job_plan.start, first - number, last - number, job.settings.overlap),
+                      on_progress, job_plan)
         return job_plan
 
 def assemble_only(job: Job) -> Path:
@@ -52,8 +56,8 @@ def assemble(job: Job, job_plan: Plan) -> Path:
     if job.output_is_sequence:
         members = output_files(job, job_plan)
         for index, member in zip(range(job_plan.start, job_plan.end), members):
-            with disk_full_is_an_input_error(output.parent, f"output frame {index}"):
-                images.save_rgb(member, final.load(index))
+            with disk_full_is_an_input_error(output.parent, f"output frame {member.name}"):
+                _save_output_frame(member, final.load(index), job.bit_depth)
         work.record_outputs(members)
         return output
     with disk_full_is_an_input_error(work.path, "the frames to encode"):
@@ -63,11 +67,22 @@ def assemble(job: Job, job_plan: Plan) -> Path:
     with disk_full_is_an_input_error(output.parent, f"{output.name} (the frames are kept in {work.path})"):
         video.encode_video(
             _printf_escaped(frames) + "/%06d.png", job_plan.start, job_plan.end - job_plan.start, output,
-            job_plan.info.fps, audio_from=job.video, audio_start_frame=job_plan.start,
+            job_plan.info.fps, audio_from=job.video if job_plan.info.has_audio else None,
+            audio_start_frame=job_plan.start,
             chroma=job.settings.video_chroma,
         )
     work.record_outputs([output])
     return output
+
+def _save_output_frame(path: Path, rgb: np.ndarray, bit_depth: int) -> None:
+    """An 8-bit sRGB frame of the work directory in the output's container: EXR as half-float
+    linear light, 16 bit as the same values scaled (x257); no precision is added to either."""
+    if path.suffix.lower() == ".exr":
+        sequences.write_exr(path, rgb)
+    elif bit_depth == 16:
+        images.save_rgb(path, rgb.astype(np.uint16) * 257)
+    else:
+        images.save_rgb(path, rgb)
 
 def _printf_escaped(folder: Path) -> str:
     """A folder for a printf-style frame pattern (ffmpeg's and ours): a % in its name is literal."""

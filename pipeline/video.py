@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline import images
 from pipeline.config import VGG_MIN_SIDE
+from pipeline import sequences
 from pipeline.errors import InputError
 from pipeline.files import require_no_link_loop, require_writable_dir
 
@@ -47,6 +48,12 @@ CHROMA = {
     "4:4:4": ["-crf", "14", "-pix_fmt", "yuv444p"],
 }
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts")
+# .mov is the mezzanine: ProRes 422 HQ, 10-bit 4:2:2, with uncompressed sound, for editors and
+# compositing; the other containers get H.264 + AAC.
+PRORES = ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le", "-vendor", "apl0"]
+PRORES_EXTENSIONS = (".mov",)
+SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")
+SEQUENCE_FPS = Fraction(24)  # an image sequence has no rate of its own; --fps sets it
 
 # CAP_PROP_ORIENTATION_META is the clockwise rotation that makes the frame upright
 # (measured: ffmpeg's "-display_rotation 90" reads back as 270, and its autorotated frame
@@ -67,6 +74,8 @@ class VideoInfo:
     frame_count: int
     rotation: int  # 0/90/180/270: clockwise turn that makes a frame upright
     has_audio: bool
+    first_number: int = 0  # the number of frame 0: a video's frames count from 0, a shot's from e.g. 1001
+    sequence: sequences.Sequence | None = None  # an image-sequence input (no audio, fps given)
 
 
 def ffmpeg_exe() -> str:
@@ -77,9 +86,12 @@ def ffmpeg_exe() -> str:
 # ---------------------------------------------------------------- probing
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Size, rate, length, rotation and audio of a video; InputError if it cannot be used."""
+def probe(path: str | os.PathLike, sequence_fps: Fraction | None = None) -> VideoInfo:
+    """Size, rate, length, rotation and audio of a video or an image sequence (at
+    `sequence_fps`, default SEQUENCE_FPS); InputError if it cannot be used."""
     path = Path(path)
+    if sequences.is_sequence_input(path):
+        return _probe_sequence(path, Fraction(sequence_fps or SEQUENCE_FPS))
     _require_nonempty_file(path)
     cap = _open_capture(path)
     try:
@@ -95,6 +107,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if not has_audio:  # with sound, the container's duration may be the sound's, not the video's
         fps = _average_fps(fps, frame_count, _container_duration_s(listing))
     return VideoInfo(path, width, height, fps, frame_count, rotation, has_audio)
+
+
+def _probe_sequence(path: Path, fps: Fraction) -> VideoInfo:
+    if fps <= 0:
+        raise InputError(f"{path}: frame rate {fps} must be above 0")
+    sequence = sequences.find(path)
+    height, width = sequences.load_srgb8(sequence.member(0)).shape[:2]
+    return VideoInfo(path, width, height, fps, sequence.count, 0, False, sequence.first_number, sequence)
 
 
 def _require_nonempty_file(path: Path) -> None:
@@ -288,7 +308,18 @@ def read_frames(
             f"{info.path}: frame range [{start}, {end}) is past the end "
             f"({info.frame_count} frames)"
         )
+    if info.sequence is not None:
+        return _load_range(info, start, end, size)
     return _decode_range(info, start, end, size)
+
+
+def _load_range(info: VideoInfo, start: int, end: int, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    for position in range(start, end):
+        frame = sequences.load_srgb8(info.sequence.member(position))
+        if frame.shape[:2] != (info.height, info.width):
+            raise InputError(f"{info.sequence.member(position)}: frame is {frame.shape[1]}x{frame.shape[0]}, "
+                             f"the sequence's first is {info.width}x{info.height}")
+        yield images.resized(frame, size)
 
 
 def _decode_range(
@@ -336,7 +367,8 @@ def encode_video(
     audio_start_frame: int = 0,
     chroma: str = "4:2:0",
 ) -> None:
-    """Encode PNGs `frames_pattern % n`, n in [first_number, first_number+count), to H.264.
+    """Encode PNGs `frames_pattern % n`, n in [first_number, first_number+count), to H.264
+    (ProRes 422 HQ for .mov).
 
     With `audio_from`, its sound from frame `audio_start_frame` on, for the same duration, is
     muxed in as AAC (if it has any). `chroma` is one of CHROMA. The file appears under `output`
@@ -358,14 +390,20 @@ def encode_video(
         partial.unlink(missing_ok=True)
 
 
-def check_output(output: str | os.PathLike, sequence: bool = False) -> None:
+def check_output(output: str | os.PathLike, sequence: bool = False, bit_depth: int = 8) -> None:
     """InputError now, not after hours of rendering, if `output` cannot be written.
 
     `output` is a video file (by extension, see VIDEO_EXTENSIONS) or, with `sequence`, an image
-    sequence pattern (out.%04d.png); its directory must already exist and be writable.
+    sequence pattern (out.%04d.png, .exr for half-float EXR); its directory must already exist
+    and be writable. `bit_depth` 16 is for PNG and TIFF sequences.
     """
     output = Path(output)
     require_no_link_loop(output)
+    if bit_depth not in (8, 16):
+        raise InputError(f"{output}: bit depth {bit_depth} is not 8 or 16")
+    if bit_depth == 16 and not (sequence and output.suffix.lower() in SIXTEEN_BIT_EXTENSIONS):
+        raise InputError(f"{output}: --bit-depth 16 writes PNG or TIFF sequences (like out.%04d.png); "
+                         "EXR is always half float, videos are 8 bit (ProRes .mov: 10 bit)")
     if sequence:
         try:
             first = Path(str(output) % 0)
@@ -373,7 +411,10 @@ def check_output(output: str | os.PathLike, sequence: bool = False) -> None:
             raise InputError(
                 f"{output}: not a valid image sequence pattern (use one number, like out.%04d.png)"
             ) from None
-        images.check_output_image(first)
+        if first.suffix.lower() == ".exr":  # written by sequences.write_exr, not OpenCV
+            require_writable_dir(first.parent)
+        else:
+            images.check_output_image(first)
         return
     if output.is_dir():
         raise InputError(f"{output}: is a directory; name the output video file, like {output / 'out.mp4'}")
@@ -412,7 +453,7 @@ def _encode_command(
         start_s = Fraction(audio_start_frame) / fps
         duration_s = Fraction(count) / fps
         command += ["-ss", _seconds(start_s), "-t", _seconds(duration_s), "-i", str(audio_from)]
-        command += ["-map", "0:v:0", "-map", "1:a?", "-c:a", "aac", "-b:a", "192k"]
+        command += ["-map", "0:v:0", "-map", "1:a?", *_audio_codec(output)]
     command += ["-frames:v", str(count), "-r", rate]
     # Frames should already be even-sized (output_size); cropping one pixel beats a failed encode.
     command += ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2"]
@@ -420,11 +461,23 @@ def _encode_command(
     # frames its half-resolution chroma, not the crf, is what adds flicker: ~1.8x the PNG frames'
     # E_warp at crf 12-18, with or without -tune grain or B-frames; yuv444p stays within 1.1x
     # (benchmarks/encoding.py, table in benchmarks/RESULTS.md).
-    command += ["-c:v", "libx264", "-preset", "medium", *CHROMA[chroma]]
+    if _is_prores(output):
+        command += PRORES
+    else:
+        command += ["-c:v", "libx264", "-preset", "medium", *CHROMA[chroma]]
     if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
         command += ["-movflags", "+faststart"]  # playable while still downloading
     command.append(str(output))
     return command
+
+
+def _is_prores(output: Path) -> bool:
+    return output.suffix.lower() in PRORES_EXTENSIONS
+
+
+def _audio_codec(output: Path) -> list[str]:
+    """Uncompressed sound beside ProRes (what editors expect of a mezzanine), AAC beside H.264."""
+    return ["-c:a", "pcm_s16le"] if _is_prores(output) else ["-c:a", "aac", "-b:a", "192k"]
 
 
 def _seconds(value: Fraction) -> str:

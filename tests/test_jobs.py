@@ -138,8 +138,8 @@ style = "{SAMPLE_STYLE}"
     assert cli.main(["--job", path, "--quiet"]) == 1
     err = capsys.readouterr().err
     table = err[err.index("#  entry"):].splitlines()
-    assert re.match(r"1\s+clip / kandinsky / default \[0:2\]\s+done\s+2/2\s+0:00:\d\d\s+\S+clip.kandinsky.default.mp4", table[1])
-    assert re.match(r"2\s+clip / starry-night / default \[0:2\]\s+done\s+2/2", table[2])
+    assert re.match(r"1\s+clip / kandinsky / default \[:2\]\s+done\s+2/2\s+0:00:\d\d\s+\S+clip.kandinsky.default.mp4", table[1])
+    assert re.match(r"2\s+clip / starry-night / default \[:2\]\s+done\s+2/2", table[2])
     assert re.match(r"3\s+missing / kandinsky / default\s+failed\s+-", table[3])
     assert "#3: " in err and "missing.mp4: file not found" in err and table[-1] == "2 done, 1 failed"
     outputs = [tmp_path / "clip.kandinsky.default.mp4", tmp_path / "clip.starry-night.default.mp4"]
