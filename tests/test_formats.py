@@ -94,7 +94,7 @@ def test_missing_numbers_on_the_command_line_are_one_error_line(shots, tmp_path,
 
 
 @pytest.mark.parametrize("flags, problem", [
-    (["--fps", "25"], "--fps is for image-sequence inputs"),
+    (["--fps", "25"], "fps is for image-sequence inputs"),
     (["--bit-depth", "16"], "--bit-depth 16 writes PNG or TIFF sequences"),
 ])
 def test_format_options_that_do_not_apply_are_refused(tmp_path, capsys, flags, problem):
@@ -105,7 +105,7 @@ def test_format_options_that_do_not_apply_are_refused(tmp_path, capsys, flags, p
 
 def test_start_before_a_sequences_first_number_is_refused(shots, tmp_path, capsys):
     assert run(shots / "deep.%04d.png", "--style", SAMPLE_STYLE, "-o", tmp_path / "o.%04d.png", "--start", 0, *FAST) == 2
-    assert "--start 0 is before the first frame (the clip has 5 frames, 1001-1005)" in capsys.readouterr().err
+    assert "start 0 is before the first frame (the clip has 5 frames, 1001-1005)" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- renders
