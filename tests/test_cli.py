@@ -113,7 +113,7 @@ def test_eval_against_a_baseline(rendered, tmp_path, capsys):
     assert baseline["structure_ratio"] == pytest.approx(1.0)
     assert baseline["content_style_ratio"] == pytest.approx(1.0) and baseline["evaluations_ratio"] == pytest.approx(1.0)
     assert run("eval", SAMPLE_CLIP, work, "--baseline", tmp_path) == 2  # holds none of the frames
-    assert "--temporal-weight 0" in capsys.readouterr().err
+    assert "--init cold" in capsys.readouterr().err
 
 
 def test_eval_help_gives_the_cold_baseline_command(capsys):
