@@ -41,8 +41,8 @@ def render_frames(
     indices = range(chunk.begin, chunk.last)
     earliest_seed = job_plan.start if continue_chain else chunk.begin
     trusted = _check_finished(work, indices, job_plan.size, notify)
-    notify(Started(len(indices), len(trusted)))
     first = next((i for i in indices if i not in trusted), None)
+    notify(Started(len(indices), len(trusted), *_budget(job.settings, indices, trusted, first, earliest_seed)))
     if first is None:
         return []
     with _out_of_memory_is_an_input_error(job_plan, first):
@@ -63,6 +63,16 @@ def render_frames(
         rendered.append(index)
         notify(FrameDone(index, result))
     return rendered
+
+def _budget(settings, indices: range, trusted: set[int], first: int | None, earliest_seed: int) -> tuple[int, int]:
+    """Evaluations budgeted for the frames left to render, and for one warm frame. The first of
+    them starts cold when nothing before it can seed it (scene cuts show only as they happen)."""
+    left = [i for i in indices if i not in trusted]
+    cold = settings.first_frame_iterations + settings.coarse_levels * settings.coarse_iterations
+    starts_cold = first is not None and (first == earliest_seed or settings.init == "cold")
+    every = cold if settings.init == "cold" else settings.frame_iterations
+    return (cold - every if starts_cold else 0) + every * len(left), every
+
 
 def _check_finished(work: ChunkFrames, indices: range, size: tuple[int, int], notify) -> set[int]:
     """Check every finished frame before trusting it: a damaged one is removed, with a line

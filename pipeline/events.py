@@ -11,10 +11,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Started:
-    """Rendering begins: `total` frames in the range, `done` of them already finished."""
+    """Rendering begins: `total` frames in the range, `done` of them already finished. A frame
+    loop also says how many loss evaluations it budgets for the rest (`evaluations`) and for a
+    warm frame (`frame_evaluations`): a cold frame costs several warm ones, so an ETA counts
+    evaluations, not frames."""
 
     total: int
     done: int
+    evaluations: int | None = None
+    frame_evaluations: int | None = None
 
 
 @dataclass(frozen=True)

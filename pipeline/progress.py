@@ -1,4 +1,7 @@
-"""Shows render progress: one tqdm bar over all frames with a whole-clip ETA, or log lines."""
+"""Shows render progress: one tqdm bar with a whole-clip ETA, or log lines.
+
+A frame loop's bar counts loss evaluations (it moves during a frame, and a cold frame's larger
+budget does not skew the ETA); a farm driver's, which sees only finished frames, counts frames."""
 from __future__ import annotations
 
 import sys
@@ -13,6 +16,9 @@ class ProgressReporter:
 
     def __init__(self, quiet: bool = False):
         self.quiet, self.bar, self.reported = quiet, None, 0
+        self.frames_total = self.frames_done = 0
+        self.frame_evaluations = None  # set when the bar counts evaluations
+        self.last_evaluations = 0  # the current frame's count so far (it restarts at each optimization)
 
     def __enter__(self) -> "ProgressReporter":
         return self
@@ -25,7 +31,7 @@ class ProgressReporter:
         if isinstance(event, Started):
             self._start(event)
         elif isinstance(event, Iterate) and self.bar is not None:
-            self.bar.set_postfix_str(f"eval {event.evaluations}, loss {event.loss:.3g}", refresh=False)
+            self._iterated(event)
         elif isinstance(event, FrameDone):
             self._frame_done(event)
         elif isinstance(event, Progressed):
@@ -44,11 +50,32 @@ class ProgressReporter:
         if self.quiet:
             print(f"rendering {event.total} frames, {event.done} already done", file=sys.stderr, flush=True)
             return
-        # ETA counts only frames rendered now, not the ones found finished on disk.
-        self.bar = tqdm(total=event.total, initial=event.done, unit="frame", dynamic_ncols=True, smoothing=0.1)
+        self.frames_total, self.frames_done = event.total, event.done
+        if event.evaluations is None:  # ETA counts only frames rendered now, not the ones found finished
+            self.bar = tqdm(total=event.total, initial=event.done, unit="frame", dynamic_ncols=True, smoothing=0.1)
+            return
+        self.frame_evaluations = event.frame_evaluations
+        self.bar = tqdm(total=event.evaluations, unit="eval", dynamic_ncols=True, smoothing=0.05, desc=self._frames())
+
+    def _frames(self) -> str:
+        return f"frame {self.frames_done}/{self.frames_total}"
+
+    def _iterated(self, event: Iterate) -> None:
+        if self.frame_evaluations is not None:
+            step = event.evaluations - self.last_evaluations if event.evaluations >= self.last_evaluations else event.evaluations
+            self.last_evaluations = event.evaluations
+            self.bar.update(step)
+            self.bar.total = max(self.bar.total, self.bar.n)  # a line search may end one past its budget
+        self.bar.set_postfix_str(f"eval {event.evaluations}, loss {event.loss:.3g}", refresh=False)
 
     def _frame_done(self, event: FrameDone) -> None:
-        if self.bar is not None:
+        self.frames_done += 1
+        if self.bar is not None and self.frame_evaluations is not None:
+            # What is left: every remaining frame at the warm budget (frames stop early, cuts start cold).
+            self.last_evaluations = 0
+            self.bar.total = self.bar.n + self.frame_evaluations * (self.frames_total - self.frames_done)
+            self.bar.set_description_str(self._frames(), refresh=True)
+        elif self.bar is not None:
             self.bar.update(1)
         elif self.quiet:
             r = event.result
