@@ -17,6 +17,8 @@ A job file is TOML; every path in it is relative to the job file:
     workdir = "work/{video}-{style}"    # optional; default "<output name>.work" beside the output
     start = 0                           # optional frame range, as --start / --end
     end = 48
+    fps = 24                            # optional: an image sequence's rate, as --fps (24, 23.976, "24000/1001")
+    bit_depth = 16                      # optional: 16-bit PNG/TIFF sequence output, as --bit-depth
     temporal_weight = 100               # any setting: this entry only
 
 A style is a path, or a blend of paintings written as a list of tables, their Gram targets mixed
@@ -47,6 +49,7 @@ import tomllib
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,7 +58,7 @@ from .errors import InputError
 from .events import FrameDone, ProgressCallback, Progressed, Started
 from .outputs import refuse_inputs_as_outputs
 
-ENTRY_KEYS = ("video", "style", "preset", "output", "workdir", "start", "end")
+ENTRY_KEYS = ("video", "style", "preset", "output", "workdir", "start", "end", "fps", "bit_depth")
 TOP_KEYS = ("output_dir", "preset", "weights", "render")
 PRODUCT_KEYS = ("video", "style", "preset")  # a list in these multiplies the entry
 DEFAULT_OUTPUT = "{video}.{style}.{preset}.mp4"
@@ -120,6 +123,10 @@ def parse(path: Path) -> list[Entry]:
         start, end = raw.get("start"), raw.get("end")
         start = None if start is None else _frame(path, where, "start", start)
         end = None if end is None else _frame(path, where, "end", end)
+        fps = None if raw.get("fps") is None else _rate(path, where, raw["fps"])
+        bit_depth = raw.get("bit_depth", 8)
+        if bit_depth not in (8, 16) or isinstance(bit_depth, bool):
+            raise JobFileError(f"{path}: {where}: bit_depth {bit_depth!r} is not 8 or 16")
         output_pattern = _text(path, where, "output", raw.get("output", DEFAULT_OUTPUT))
         workdir_pattern = raw.get("workdir")
         workdir_pattern = None if workdir_pattern is None else _text(path, where, "workdir", workdir_pattern)
@@ -136,7 +143,7 @@ def parse(path: Path) -> list[Entry]:
             span = f" [{'' if start is None else start}:{'' if end is None else end}]" if (start, end) != (None, None) else ""
             name = f"{names['video']} / {_style_label(style)} / {names['preset']}{span}"
             job = Job(video=base / video, style=style, settings=settings, output=output,
-                      start=start, end=end, weights=weights, workdir=workdir)
+                      start=start, end=end, weights=weights, workdir=workdir, fps=fps, bit_depth=bit_depth)
             entries.append(Entry(len(entries) + 1, name, job))
     _refuse_shared_places(path, entries)
     _refuse_outputs_on_inputs(path, entries)
@@ -215,6 +222,17 @@ def _style_label(blend: tuple[Style, ...]) -> str:
     if len(blend) == 1:
         return blend[0].path.stem
     return " + ".join(f"{style.path.stem} {100 * style.weight:.0f}%" for style in blend)
+
+
+def _rate(path: Path, where: str, value) -> Fraction:
+    """A frame rate written 24, 23.976 or "24000/1001": exact, above 0."""
+    try:
+        rate = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if isinstance(value, bool) or rate is None or rate <= 0:
+        raise JobFileError(f"{path}: {where}: fps {value!r} is not a frame rate like 24 or \"24000/1001\"")
+    return rate
 
 
 def _frame(path: Path, where: str, key: str, value: Any) -> int:

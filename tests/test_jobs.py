@@ -10,6 +10,7 @@ import pytest
 import cli
 from pipeline import jobs, video
 from pipeline.config import Style
+from pipeline.errors import InputError
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 
@@ -201,3 +202,23 @@ def test_sigint_stops_the_job_with_a_summary_and_130(tmp_path):
     assert re.match(r"1\s+.*\s+stopped\s+1/3", table[1]) and re.match(r"2\s+.*\s+not run", table[2])
     assert "run the same command again to resume" in err.splitlines()[-1]
     assert "stopped" in (tmp_path / "jobs.log").read_text()
+
+
+def test_an_entry_sets_a_sequences_rate_and_the_output_bit_depth(tmp_path):
+    from fractions import Fraction
+
+    path = write_job(tmp_path, '[[render]]\nvideo = "shot.%04d.png"\nstyle = "s.jpg"\noutput = "o.%04d.png"\n'
+                               'fps = "24000/1001"\nbit_depth = 16\n'
+                               '[[render]]\nvideo = "b.mp4"\nstyle = "s.jpg"\nfps = 23.976\n')
+    first, second = (entry.job for entry in jobs.parse(path))
+    assert (first.fps, first.bit_depth) == (Fraction(24000, 1001), 16)
+    assert (second.fps, second.bit_depth) == (Fraction("23.976"), 8)
+
+
+@pytest.mark.parametrize("line, problem", [("fps = 0", "fps 0 is not a frame rate"),
+                                           ('fps = "fast"', "fps 'fast' is not a frame rate"),
+                                           ("bit_depth = 12", "bit_depth 12 is not 8 or 16")])
+def test_a_bad_rate_or_bit_depth_is_refused_naming_the_entry(tmp_path, line, problem):
+    path = write_job(tmp_path, f'[[render]]\nvideo = "a.mp4"\nstyle = "s.jpg"\n{line}\n')
+    with pytest.raises(InputError, match=problem):
+        jobs.parse(path)
