@@ -52,3 +52,13 @@ def _identity(path: Path) -> tuple:
         return ("path", os.path.realpath(path))
     except OSError as error:
         raise InputError(f"{path}: cannot be checked ({error.strerror})") from None
+
+
+def number_ranges(numbers: list[int]) -> str:
+    """[1004, 1007, 1008, 1009] -> '1004, 1007-1009'"""
+    spans, begin = [], numbers[0]
+    for previous, current in zip(numbers, numbers[1:] + [None]):
+        if current != previous + 1:
+            spans.append(f"{begin}-{previous}" if previous > begin else str(begin))
+            begin = current
+    return ", ".join(spans)

@@ -17,6 +17,7 @@ from .chunks import Chunk, chunk_for_range
 from .config import Job
 from .errors import InputError
 from .events import ProgressCallback
+from .outputs import number_ranges
 from .planning import Plan, check_outputs, holding, output_files
 from .stitch import stitch_missing
 from .workdir import DamagedFrames, FinalFrames, WorkDir, disk_full_is_an_input_error, remove_stale
@@ -93,17 +94,8 @@ def _refuse_unfinished(work: WorkDir, job_plan: Plan) -> None:
     indices = range(job_plan.start, job_plan.end)
     absent = [i for i in indices if not work.has(i)]
     if absent:
-        raise InputError(f"{work.path}: frames not rendered yet: {_ranges(absent)}")
+        raise InputError(f"{work.path}: frames not rendered yet: {number_ranges(absent)}")
     damaged = [i for i in indices if work.damage(i, job_plan.size)]  # stitched frames: stitch_border checks them
     if damaged:
-        raise DamagedFrames(f"{work.path}: frames damaged since they were rendered: {_ranges(damaged)}; "
+        raise DamagedFrames(f"{work.path}: frames damaged since they were rendered: {number_ranges(damaged)}; "
                             "rendering them again replaces them")
-
-def _ranges(indices: list[int]) -> str:
-    """[1, 2, 3, 7] -> '1-3, 7'"""
-    spans, begin = [], indices[0]
-    for previous, current in zip(indices, indices[1:] + [None]):
-        if current != previous + 1:
-            spans.append(f"{begin}-{previous}" if previous > begin else str(begin))
-            begin = current
-    return ", ".join(spans)

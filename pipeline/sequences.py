@@ -25,7 +25,7 @@ import numpy as np
 from . import images
 from .errors import InputError
 from .files import file_sha256, require_writable_dir, write_atomically
-from .outputs import PRINTF_NUMBER
+from .outputs import PRINTF_NUMBER, number_ranges
 
 SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".ppm", ".exr")
 HASH_RUN = re.compile(r"#+")
@@ -114,16 +114,6 @@ def _numbers_matching(path: Path, pattern: str) -> list[int]:
     if not numbers:
         raise InputError(f"{path}: no frames match the pattern")
     return numbers
-
-
-def number_ranges(numbers: list[int]) -> str:
-    """[1004, 1007, 1008, 1009] -> '1004, 1007-1009'"""
-    spans, begin = [], numbers[0]
-    for previous, current in zip(numbers, numbers[1:] + [None]):
-        if current != previous + 1:
-            spans.append(f"{begin}-{previous}" if previous > begin else str(begin))
-            begin = current
-    return ", ".join(spans)
 
 
 def sequence_sha256(sequence: Sequence) -> str:
