@@ -52,6 +52,18 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def rendering_device() -> str:
+    """What TensorFlow will render on, for the log's first line: a render that silently fell back
+    to the CPU takes hours where minutes were expected."""
+    import tensorflow
+
+    gpus = tensorflow.config.list_physical_devices("GPU")
+    if not gpus:
+        return "rendering on the CPU (no GPU visible to TensorFlow; on Linux with an NVIDIA driver: pip install -e \".[gpu]\")"
+    names = [tensorflow.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+    return "rendering on " + ", ".join(names)
+
+
 def import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up lines (oneDNN, CUDA probing) bypass Python's logging; send
     them to a scratch file while it imports, and show them only if the import fails."""
@@ -333,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.job is not None:
         return run_job_file(args, argv)
     import_tensorflow_quietly()  # after the arguments are known to be sane
+    print(rendering_device(), file=sys.stderr)
     from pipeline import jobs, planning, render
 
     job = None
@@ -389,10 +402,10 @@ def run_job_file(args: argparse.Namespace, argv: list[str]) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    import_tensorflow_quietly()  # once the job file parsed; pipeline.progress imports TensorFlow
+    import_tensorflow_quietly()  # once the job file parsed, before the first render loads it
 
     log = jobs.JobLog(args.log or jobs.default_log_path(args.job))
-    log(f"job {args.job}: {len(entries)} render(s)")
+    log(f"job {args.job}: {len(entries)} render(s), {rendering_device()}")
     outcomes = jobs.outcomes_for(entries)
     try:
         jobs.run(outcomes, log, lambda entry: reporter(args.quiet), restart=args.restart)

@@ -139,3 +139,13 @@ def test_help_names_the_presets_and_the_eval_command(capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert "presets (--preset): default, final, preview" in text and "python cli.py eval SOURCE WORKDIR" in text
+
+
+def test_the_log_names_the_device_that_renders():
+    line = cli.rendering_device()
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        assert line.startswith("rendering on ") and "CPU" not in line
+    else:
+        assert line.startswith("rendering on the CPU") and '".[gpu]"' in line
