@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import images, sequences, video
+from . import images, sequences, timecode, video
 from .chain import render_frames
 from .chunks import Chunk, chunk_for_range
 from .config import Job
@@ -69,8 +69,9 @@ def assemble(job: Job, job_plan: Plan) -> Path:
         video.encode_video(
             _printf_escaped(frames) + "/%06d.png", job_plan.start, job_plan.end - job_plan.start, output,
             job_plan.info.fps, audio_from=job.video if job_plan.info.has_audio else None,
-            audio_start_frame=job_plan.start,
-            chroma=job.settings.video_chroma,
+            audio_start_frame=job_plan.start, chroma=job.settings.video_chroma,
+            timecode=timecode.shifted(job_plan.info.timecode, job_plan.start, job_plan.info.fps)
+            if job_plan.info.timecode else None,
         )
     work.record_outputs([output])
     return output

@@ -76,6 +76,7 @@ class VideoInfo:
     has_audio: bool
     first_number: int = 0  # the number of frame 0: a video's frames count from 0, a shot's from e.g. 1001
     sequence: sequences.Sequence | None = None  # an image-sequence input (no audio, fps given)
+    timecode: str | None = None  # SMPTE timecode of frame 0 ("01:00:00:00"; ';' drop-frame), if the file has one
 
 
 def ffmpeg_exe() -> str:
@@ -106,7 +107,7 @@ def probe(path: str | os.PathLike, sequence_fps: Fraction | None = None) -> Vide
     has_audio = _has_audio(listing)
     if not has_audio:  # with sound, the container's duration may be the sound's, not the video's
         fps = _average_fps(fps, frame_count, _container_duration_s(listing))
-    return VideoInfo(path, width, height, fps, frame_count, rotation, has_audio)
+    return VideoInfo(path, width, height, fps, frame_count, rotation, has_audio, timecode=_timecode(listing))
 
 
 def _probe_sequence(path: Path, fps: Fraction) -> VideoInfo:
@@ -231,6 +232,12 @@ def _average_fps(fps: Fraction, frame_count: int, duration_s: Fraction | None) -
     if mismatch_s <= 1 / fps + _DURATION_RESOLUTION_S:
         return fps
     return (frame_count / duration_s).limit_denominator(1_000_000)
+
+
+def _timecode(listing: str) -> str | None:
+    """The first "timecode : 01:00:00:00" of `ffmpeg -i` (a tmcd track or the container's tag)."""
+    match = re.search(r"^\s*timecode\s*:\s*(\d\d:\d\d:\d\d[:;.,]\d\d)\s*$", listing, re.M)
+    return match.group(1) if match else None
 
 
 def _has_audio(listing: str) -> bool:
@@ -366,13 +373,15 @@ def encode_video(
     audio_from: Path | None = None,
     audio_start_frame: int = 0,
     chroma: str = "4:2:0",
+    timecode: str | None = None,
 ) -> None:
     """Encode PNGs `frames_pattern % n`, n in [first_number, first_number+count), to H.264
     (ProRes 422 HQ for .mov).
 
     With `audio_from`, its sound from frame `audio_start_frame` on, for the same duration, is
-    muxed in as AAC (if it has any). `chroma` is one of CHROMA. The file appears under `output`
-    only once it is complete.
+    muxed in as AAC (if it has any). `chroma` is one of CHROMA. `timecode`, that of the first
+    frame, goes into a tmcd track (MP4, MOV). The file appears under `output` only once it is
+    complete.
     """
     output = Path(output)
     if count < 1:
@@ -381,7 +390,7 @@ def encode_video(
     _require_frames_exist(frames_pattern, first_number, count)
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     command = _encode_command(
-        frames_pattern, first_number, count, partial, Fraction(fps), audio_from, audio_start_frame, chroma
+        frames_pattern, first_number, count, partial, Fraction(fps), audio_from, audio_start_frame, chroma, timecode
     )
     try:
         _run_ffmpeg(command, output)
@@ -444,6 +453,7 @@ def _encode_command(
     audio_from: Path | None,
     audio_start_frame: int,
     chroma: str = "4:2:0",
+    timecode: str | None = None,
 ) -> list[str]:
     rate = f"{fps.numerator}/{fps.denominator}"  # exact; a float rate drifts against the sound
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
@@ -467,6 +477,7 @@ def _encode_command(
         command += ["-c:v", "libx264", "-preset", "medium", *CHROMA[chroma]]
     if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
         command += ["-movflags", "+faststart"]  # playable while still downloading
+        command += ["-timecode", timecode] if timecode else []  # a tmcd track, as the source had
     command.append(str(output))
     return command
 
