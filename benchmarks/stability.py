@@ -136,7 +136,9 @@ def main(argv=None) -> None:
             "'content+style' = weighted content + style loss of the final frames (mean over later frames); "
             "'evals to cold quality' = median evaluations until a frame's loss without the temporal term "
             "(content + style + TV) reached the cold baseline's final loss for that frame "
-            f"('reached' of {args.frames - 1} frames got there).")
+            f"('reached' of {args.frames - 1} frames got there). '× cold evals' of a warm variant is mostly the "
+            "configured budget ratio (frame_iterations ÷ first_frame_iterations), not a measured saving; "
+            "'evals to cold quality' is the measured one.")
     print(table)
     if not args.print_only:
         append_results("Temporal stability and time to quality", table, note)
