@@ -1,6 +1,7 @@
 """The work directory: a render's finished frames on disk, and everything that reads them.
 
-Layout (frame numbers are source frame numbers):
+Layout (frames are numbered by position in the clip: a video's own frame numbers; for an image
+sequence starting at 1001, 000000 is frame 1001):
     manifest.json                 what the frames depend on (inputs, settings, weights)
     frames/NNNNNN.png, stats/     every frame of the clip, with its optimization statistics;
                                   a frame's stats hold its checksum and the checksum of the
