@@ -64,6 +64,7 @@ def render_frames(
         notify(FrameDone(index, result))
     return rendered
 
+
 def _budget(settings, indices: range, trusted: set[int], first: int | None, earliest_seed: int) -> tuple[int, int]:
     """Evaluations budgeted for the frames left to render, and for one warm frame. The first of
     them starts cold when nothing before it can seed it (scene cuts show only as they happen)."""
@@ -90,6 +91,7 @@ def _check_finished(work: ChunkFrames, indices: range, size: tuple[int, int], no
         previous = None
     return trusted
 
+
 @contextlib.contextmanager
 def _out_of_memory_is_an_input_error(job_plan: Plan, index: int) -> Iterator[None]:
     """GPU or host memory exhausted: one line naming the frame size and what to do."""
@@ -99,15 +101,18 @@ def _out_of_memory_is_an_input_error(job_plan: Plan, index: int) -> Iterator[Non
         width, height = job_plan.size
         raise OutOfMemory(f"{job_plan.info.path}: out of memory stylizing frame {index} at {width}x{height}") from None
 
+
 @dataclass(frozen=True)
 class Previous:
     source: np.ndarray
     stylized: np.ndarray
     checksum: str | None  # of the stylized frame's PNG, recorded as the next frame's seed
 
+
 def history_reach(temporal_frames: int) -> int:
     """How far back the temporal loss looks: distances 1, 2, 4, … for `temporal_frames` frames."""
     return 2 ** (temporal_frames - 1)
+
 
 def _frames_with_history(
     job_plan: Plan, work: "WorkDir | ChunkFrames", first: int, last: int, earliest_seed: int, reach: int = 1
@@ -125,6 +130,7 @@ def _frames_with_history(
             yield index, source, history
         finished = Previous(source, work.load(index), work.checksum(index)) if work.has(index) else None
         history = [finished, *history][:reach] if finished else []
+
 
 def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "list[Previous] | Previous | None",
                   notify) -> FrameResult:
@@ -146,14 +152,17 @@ def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "li
     result = stylizer.stylize(source, start, settings.frame_iterations, guide, on_iterate=notify)
     return dataclasses.replace(result, start="warm")
 
+
 def _cold(settings, stylizer: Stylizer, source: np.ndarray, notify, why: str) -> FrameResult:
     result = stylizer.stylize_cold(source, on_iterate=notify)
     return dataclasses.replace(result, start=why)
+
 
 def is_scene_cut(coverage: float, threshold: float) -> bool:
     """The flow from the frame before is reliable on too small a share of the pixels to carry
     anything across: a scene cut (or motion the flow cannot follow), so the frame starts cold."""
     return coverage < threshold
+
 
 def _farther_guides(settings, source: np.ndarray, history: list[Previous]) -> list[TemporalGuide]:
     """Guides from the frames at distances 2, 4, … (Ruder et al.'s long-term loss), each warped
@@ -168,10 +177,12 @@ def _farther_guides(settings, source: np.ndarray, history: list[Previous]) -> li
             guides.append(guide)
     return guides
 
+
 def stylizer_for(job: Job, job_plan: Plan) -> Stylizer:
     blend = [StyleImage(images.load_rgb(style.path), style.weight, str(style.path)) for style in job.style]
     width, height = job_plan.size
     return Stylizer(job.settings, cached_vgg16_weights(job.weights), blend, (height, width), colour_reference=colour_reference(job, job_plan))
+
 
 def colour_reference(job: Job, job_plan: Plan) -> np.ndarray | None:
     """The frame whose colours keep_colors "histogram" gives the style images: the first of the

@@ -333,7 +333,6 @@ def _size_of(frame: np.ndarray) -> tuple[int, int]:
     return frame.shape[1], frame.shape[0]
 
 
-
 def _first_frame(frames: Iterator[np.ndarray], what: str) -> np.ndarray:
     try:
         return next(frames)

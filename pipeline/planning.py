@@ -30,6 +30,7 @@ class Plan:
     start: int
     end: int
 
+
 def plan(job: Job) -> Plan:
     """Probe and check every input before hours of rendering depend on it. Job.start/end are the
     source's frame numbers (a sequence's 1001...); the plan's are positions from 0 in the clip."""
@@ -50,12 +51,14 @@ def plan(job: Job) -> Plan:
         raise InputError(f"{job.video}: --end {job.end} must be above start {start} (the clip has {count} frames, {first}-{last})")
     return Plan(info, video.output_size(info, job.settings.size), start - first, end - first)
 
+
 def output_files(job: Job, job_plan: Plan) -> list[Path]:
     """The files the encoded output consists of: one video, or one image per frame."""
     if job.output_is_sequence:
         first = job_plan.info.first_number  # a sequence's outputs keep its frame numbers
         return sequence_members(job.output_path, job_plan.start + first, job_plan.end + first)
     return [job.output_path]
+
 
 def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> None:
     """Before anything is rendered: each output can be written, is none of the inputs, and
@@ -67,6 +70,7 @@ def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> Non
     if not job.overwrite:
         WorkDir(job.workdir_path).refuse_replacing(outputs)
 
+
 @contextlib.contextmanager
 def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[Plan]:
     """Check every input and output (creating nothing), then hold the work directory with its
@@ -77,6 +81,7 @@ def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[P
     with work.locked(shared=shared, wait=job.wait):
         work.open(manifest(job, job_plan), restart)
         yield job_plan
+
 
 def workdir_state(job: Job) -> str:
     """What the job's work directory holds for it: "empty", "partial", "complete" or "different"
@@ -90,6 +95,7 @@ def workdir_state(job: Job) -> str:
         return "different"
     done = sum(work.has(i) for i in range(job_plan.start, job_plan.end))
     return "complete" if done == job_plan.end - job_plan.start else "partial" if done else "empty"
+
 
 def manifest(job: Job, job_plan: Plan) -> dict:
     """What the frames in a work directory depend on, and where its files were."""
@@ -112,10 +118,12 @@ def manifest(job: Job, job_plan: Plan) -> dict:
                   "weights": weights.source},
     }
 
+
 def video_sha256(info: video.VideoInfo) -> str:
     """The clip's contents: a video file's checksum, or one over a sequence's frames (see
     sequences.sequence_sha256)."""
     return file_sha256(info.path) if info.sequence is None else sequences.sequence_sha256(info.sequence)
+
 
 def style_identity(job: Job) -> dict:
     """One painting: its sha256 (as before blends existed, so earlier work directories resume);

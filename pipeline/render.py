@@ -29,6 +29,7 @@ def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool 
         render_frames(job, Chunk(job_plan.start, job_plan.end), on_progress, job_plan, continue_chain=True)
         return assemble(job, job_plan)
 
+
 def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback | None = None) -> Plan:
     """A farm task: frames [first, last) as their own chunk (warm-up and all), no encoding.
     Deterministic and idempotent, so a farm manager may retry it or run ranges side by side."""
@@ -41,10 +42,12 @@ def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback 
                       on_progress, job_plan)
         return job_plan
 
+
 def assemble_only(job: Job) -> Path:
     """Encode the output from frames rendered earlier (farm ranges); refuses while any is missing."""
     with holding(job) as job_plan:
         return assemble(job, job_plan)
+
 
 def assemble(job: Job, job_plan: Plan) -> Path:
     """Encode the finished frames of the range into the output (video or image sequence)."""
@@ -76,6 +79,7 @@ def assemble(job: Job, job_plan: Plan) -> Path:
     work.record_outputs([output])
     return output
 
+
 def _save_output_frame(path: Path, rgb: np.ndarray, bit_depth: int) -> None:
     """An 8-bit sRGB frame of the work directory in the output's container: EXR as half-float
     linear light, 16 bit as the same values scaled (x257); no precision is added to either."""
@@ -86,9 +90,11 @@ def _save_output_frame(path: Path, rgb: np.ndarray, bit_depth: int) -> None:
     else:
         images.save_rgb(path, rgb)
 
+
 def _printf_escaped(folder: Path) -> str:
     """A folder for a printf-style frame pattern (ffmpeg's and ours): a % in its name is literal."""
     return str(folder).replace("%", "%%")
+
 
 def _refuse_unfinished(work: WorkDir, job_plan: Plan) -> None:
     """Never encode a gap or a damaged frame: every frame of the range present and intact."""

@@ -33,7 +33,6 @@ from .vgg import PIXEL_MAX, PIXEL_MIN, feature_extractor, from_caffe, to_caffe
 from .weights import VGGWeights
 
 
-
 @dataclass(frozen=True)
 class TemporalGuide:
     """The previous stylized frame warped onto this one, and where that warp can be trusted."""
@@ -307,7 +306,6 @@ def coarse_shapes(frame_shape: tuple[int, int], levels: int) -> list[tuple[int, 
     return [shape for shape in shapes if min(shape) >= VGG_MIN_SIDE]
 
 
-
 def _warn_cut_down(style_name: str, shape: tuple[int, int], requested: tuple[int, int], size: tuple[int, int],
                    frame_shape: tuple[int, int]) -> None:
     print(f"warning: {style_name}: {_wxh(shape)} style image would scale to {_wxh(requested)} "
@@ -322,7 +320,6 @@ def _wxh(shape: tuple[int, int]) -> str:
 def _mean(terms: list[tf.Tensor]) -> tf.Tensor:
     """Mean over layers, so adding a layer does not change what a weight means; 0 for none."""
     return tf.add_n(terms) / len(terms) if terms else tf.constant(0.0)
-
 
 
 class _Tracker:

@@ -356,7 +356,6 @@ def _skip_to(cap: cv2.VideoCapture, start: int, path: Path) -> None:
             raise InputError(f"{path}: frame {index} cannot be decoded")
 
 
-
 def _to_rgb(bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
@@ -433,7 +432,6 @@ def check_output(output: str | os.PathLike, sequence: bool = False, bit_depth: i
             f"use a video ({', '.join(VIDEO_EXTENSIONS)}) or an image sequence like out.%04d.png"
         )
     require_writable_dir(output.parent)
-
 
 
 def _require_frames_exist(frames_pattern: str, first_number: int, count: int) -> None:

@@ -251,7 +251,6 @@ def _npz_bytes(layers: Layers) -> bytes:
     return buffer.getvalue()
 
 
-
 def write_cache(weights: VGGWeights, directory: Path) -> VGGWeights:
     """Store converted weights; returns them as read from the cache (so every run records one hash)."""
     data = _npz_bytes(weights.layers)
