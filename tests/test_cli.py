@@ -39,10 +39,28 @@ def test_output_keeps_frame_rate_and_sound_of_the_range(rendered):
     assert (info.width, info.height) == (64, 48)
 
 
-def test_progress_bar_counts_frames_with_a_whole_clip_eta(rendered):
+def test_progress_bar_counts_evaluations_with_a_whole_clip_eta(rendered):
     _, stderr = rendered
-    assert "3/3" in stderr and ("frame/s" in stderr or "s/frame" in stderr)
+    assert "frame 3/3" in stderr and ("eval/s" in stderr or "s/eval" in stderr)
     assert "wrote" in stderr.splitlines()[-1]
+
+
+def test_compare_and_contact_sheet_through_the_command_line(rendered, capsys):
+    """The preview aids from a finished render (no frame rendered again): a side-by-side video
+    of the range with its sound, and a sheet of every second frame next to its source."""
+    from pipeline.images import load_rgb
+
+    out, _ = rendered
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", out, "--start", 2, "--end", 5, "--quiet", *FAST,
+               "--assemble", "--compare", "--contact-sheet", 2) == 0
+    err = capsys.readouterr().err
+    compare_path, sheet_path = out.with_name("clip.compare.mp4"), out.with_name("clip.sheet.png")
+    assert f"wrote {compare_path}" in err and f"wrote {sheet_path}" in err
+    side_by_side = video.probe(compare_path)
+    assert (side_by_side.frame_count, side_by_side.width, side_by_side.height) == (3, 128, 48)
+    assert side_by_side.has_audio
+    sheet = load_rgb(sheet_path)
+    assert sheet.shape[0] > 48 and sheet.shape[1] >= 128  # two cells (frames 2 and 4), each source | stylized
 
 
 def test_rerun_resumes_without_rendering_again(rendered, capsys):
