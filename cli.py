@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for artists
 
-from pipeline.config import Job, Settings, make_settings, parse_style, read_preset, setting_types, style_blend  # noqa: E402
+from pipeline.config import Job, Settings, frame_rate, make_settings, parse_style, read_preset, setting_types, style_blend  # noqa: E402
 from pipeline.errors import ChunkFailed, DiskFull, InputError, OutOfMemory  # noqa: E402
 from pipeline.workdir import DamagedFrames, DifferentRender, NotAWorkDir, OutputExists, WorkDirBusy  # noqa: E402
 
@@ -93,14 +93,10 @@ def _positive_int(text: str) -> int:
 
 
 def _frame_rate(text: str) -> Fraction:
-    """'24', '23.976' or '24000/1001' -> an exact Fraction above 0."""
     try:
-        rate = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate like 24 or 24000/1001") from None
-    if rate <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-    return rate
+        return frame_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _frame_range(text: str) -> tuple[int, int]:

@@ -201,6 +201,17 @@ class Job:
         return self.workdir or output.with_name(f"{output_stem(output, self.output_is_sequence)}.work")
 
 
+def frame_rate(value: Any) -> Fraction:
+    """24, 23.976, "25" or "24000/1001" -> an exact Fraction above 0; ValueError otherwise."""
+    try:
+        rate = None if isinstance(value, bool) else Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if rate is None or rate <= 0:
+        raise ValueError(f"{value!r} is not a frame rate like 24 or 24000/1001 (above 0)")
+    return rate
+
+
 def setting_types() -> dict[str, type]:
     """The Python type of every setting (tuples of str are `tuple`)."""
     hints = typing.get_type_hints(Settings)

@@ -53,7 +53,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import Job, Style, make_settings, preset_path, setting_types, style_blend
+from .config import Job, Style, frame_rate, make_settings, preset_path, setting_types, style_blend
 from .errors import InputError
 from .events import FrameDone, ProgressCallback, Progressed, Started
 from .outputs import refuse_inputs_as_outputs
@@ -225,14 +225,10 @@ def _style_label(blend: tuple[Style, ...]) -> str:
 
 
 def _rate(path: Path, where: str, value) -> Fraction:
-    """A frame rate written 24, 23.976 or "24000/1001": exact, above 0."""
     try:
-        rate = Fraction(str(value))
-    except (ValueError, ZeroDivisionError):
-        rate = None
-    if isinstance(value, bool) or rate is None or rate <= 0:
-        raise JobFileError(f"{path}: {where}: fps {value!r} is not a frame rate like 24 or \"24000/1001\"")
-    return rate
+        return frame_rate(value)
+    except ValueError as error:
+        raise JobFileError(f"{path}: {where}: fps {error}") from None
 
 
 def _frame(path: Path, where: str, key: str, value: Any) -> int:
@@ -326,12 +322,10 @@ def render_whole(job: Job, on_progress: ProgressCallback | None = None, restart:
     if job.settings.ray:
         from .farm import render_on_ray
 
-        output = render_on_ray(job, on_progress, restart)
-    else:
-        from .render import render
+        return render_on_ray(job, on_progress, restart)
+    from .render import render
 
-        output = render(job, on_progress, restart)
-    return output
+    return render(job, on_progress, restart)
 
 
 def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool) -> None:

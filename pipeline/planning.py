@@ -48,7 +48,7 @@ def plan(job: Job) -> Plan:
     if start > last:
         raise InputError(f"{job.video}: start {start} is past the last frame (the clip has {count} frames, {first}-{last})")
     if end <= start:
-        raise InputError(f"{job.video}: --end {job.end} must be above start {start} (the clip has {count} frames, {first}-{last})")
+        raise InputError(f"{job.video}: end {job.end} must be above start {start} (the clip has {count} frames, {first}-{last})")
     return Plan(info, video.output_size(info, job.settings.size), start - first, end - first)
 
 
