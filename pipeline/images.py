@@ -1,4 +1,5 @@
-"""Still images: load anything OpenCV reads as RGB uint8; save PNG/TIFF/JPEG atomically."""
+"""Still images: load anything OpenCV reads as RGB uint8; save PNG/TIFF/JPEG atomically; the one
+rule between 8-bit levels, the optimizer's float levels and 16 bits."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import numpy as np
 from pipeline.errors import InputError
 from pipeline.files import require_no_link_loop, require_writable_dir, write_atomically
 
+# Levels are the 8-bit scale, 0-255, which the optimizer works in as floats. A 16-bit value is
+# 257 times its level (65535 = 255 x 257): an 8-bit frame goes to 16 bits and back exactly, and
+# a 16-bit frame read at 8 bits is its float levels rounded, as if they had been stored at 8 bits.
+SIXTEEN_BIT_STEPS_PER_LEVEL = 257
 _JPEG_MAGIC = b"\xff\xd8"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _ORIENTED = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH  # applies EXIF orientation, keeps depth
@@ -36,6 +41,15 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 HxWx3: gray is repeated, alpha composited over white, 16 bit scaled to 8."""
     path = Path(path)
     return to_uint8(load_rgb_native(path), path)
+
+
+def load_rgb16(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint16 HxWx3 of an 8- or 16-bit image (8 bit scaled by to_uint16's rule)."""
+    path = Path(path)
+    rgb = load_rgb_native(path)
+    if rgb.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"{path}: unsupported pixel type {rgb.dtype} for a 16-bit read")
+    return to_uint16(rgb)
 
 
 def load_rgb_native(path: str | os.PathLike) -> np.ndarray:
@@ -115,8 +129,7 @@ def to_uint8(rgb: np.ndarray, path: Path) -> np.ndarray:
     if rgb.dtype == np.uint8:
         return np.ascontiguousarray(rgb)
     if rgb.dtype == np.uint16:
-        # 65535 / 255 == 257 exactly, so this maps 0..65535 onto 0..255 with rounding.
-        return np.rint(rgb / 257.0).astype(np.uint8)
+        return np.rint(rgb / SIXTEEN_BIT_STEPS_PER_LEVEL).astype(np.uint8)
     if rgb.dtype in (np.float32, np.float64):  # EXR / float TIFF: 0..1 nominal range
         return np.rint(np.clip(np.nan_to_num(rgb), 0.0, 1.0) * 255.0).astype(np.uint8)
     raise InputError(f"{path}: unsupported pixel type {rgb.dtype}")
@@ -124,6 +137,28 @@ def to_uint8(rgb: np.ndarray, path: Path) -> np.ndarray:
 
 def _full_scale(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def to_unit(rgb: np.ndarray) -> np.ndarray:
+    """Float64 0..1 of integer RGB at its own depth (uint8 / 255, uint16 / 65535)."""
+    return rgb / _full_scale(rgb.dtype)
+
+
+# ---------------------------------------------------------------- levels: 8 and 16 bits
+
+
+def levels_to_uint8(levels: np.ndarray) -> np.ndarray:
+    """RGB uint8 of float levels: rounded to the nearest level, clipped to 0-255."""
+    return np.clip(np.rint(levels), 0, 255).astype(np.uint8)
+
+
+def to_uint16(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint16 of levels: uint8, or float 0-255 (the optimizer's result, kept to 1/257 of a
+    level); uint16 is returned as it is."""
+    if rgb.dtype == np.uint16:
+        return rgb
+    levels = np.clip(rgb.astype(np.float64), 0, 255)  # float64: float32 levels x 257 are exact
+    return np.rint(levels * SIXTEEN_BIT_STEPS_PER_LEVEL).astype(np.uint16)
 
 
 # ---------------------------------------------------------------- saving

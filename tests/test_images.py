@@ -69,6 +69,23 @@ def test_gray_with_alpha(tmp_path):
     assert np.array_equal(image[:, :, 1], expected)
 
 
+def test_8_bits_of_16_bit_levels_are_the_float_levels_rounded():
+    """Why 8-bit readers of the 16-bit work directory get exactly what 8-bit frames gave."""
+    ties = np.arange(-1, 256) + 0.5
+    levels = np.concatenate([np.random.default_rng(0).uniform(-2, 257, 200_000), ties]).astype(np.float32)
+    sixteen = images.to_uint16(levels)
+    assert np.array_equal(images.to_uint8(sixteen, Path("x.png")), images.levels_to_uint8(levels))
+    assert len(np.unique(sixteen)) > 256 * 200  # the fraction of a level survives
+    eight = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(images.to_uint16(eight), eight.astype(np.uint16) * 257)
+
+
+def test_an_8_bit_image_reads_at_16_bits_scaled(tmp_path):
+    save_rgb(tmp_path / "old.png", two_colour_rgb())
+    deep = images.load_rgb16(tmp_path / "old.png")
+    assert deep.dtype == np.uint16 and np.array_equal(deep, two_colour_rgb().astype(np.uint16) * 257)
+
+
 @pytest.mark.parametrize("name", ["gray16.png", "rgb16.png", "rgb16.tif"])
 def test_16_bit_is_scaled_to_8_bit(tmp_path, name):
     levels = np.array([0, 257, 257 * 128, 65535], np.uint16)  # 8-bit 0, 1, 128, 255
