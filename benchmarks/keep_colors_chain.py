@@ -43,7 +43,7 @@ def chain(stylizer: Stylizer, sources: list[np.ndarray], first: np.ndarray, vari
             warped, reliability = flow.temporal_guide(sources[index - 1], source, carried, settings.flow)
             guide = TemporalGuide(warped, reliability)
             full = stylizer.stylize(source, guide.warped, settings.frame_iterations, guide).image
-        kept = full if variant == "off" else keep_source_chroma(full, source)
+        kept = full if variant == "off" else images.levels_to_uint8(keep_source_chroma(full, source))
         shown.append(kept)
         carried = full if variant == "chain full" else kept
     return shown

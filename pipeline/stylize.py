@@ -73,7 +73,7 @@ def long_term_guide(guides: list[TemporalGuide]) -> TemporalGuide:
 
 @dataclass(frozen=True)
 class FrameResult:
-    image: np.ndarray  # RGB uint8
+    levels: np.ndarray  # RGB float32 0-255, unrounded: the optimizer's result (the work directory keeps 16 bits)
     losses: dict[str, float]  # unweighted terms and the weighted total
     evaluations: int
     stop_reason: str  # "converged", "budget" or the optimizer's own message
@@ -83,6 +83,11 @@ class FrameResult:
     trace: tuple[tuple[int, float, float], ...] = ()
     start: str = ""  # how the chain started it: "cold", "warm", or "cold: scene cut (…)"
     coarse_evaluations: int = 0  # a cold frame's evaluations at its coarser sizes (stylize_cold)
+
+    @property
+    def image(self) -> np.ndarray:
+        """RGB uint8: the result rounded, as 8-bit stylization continues from it."""
+        return images.levels_to_uint8(self.levels)
 
 
 @dataclass(frozen=True)
@@ -118,12 +123,13 @@ def _sqrtm(matrix: np.ndarray) -> np.ndarray:
 
 def keep_source_chroma(stylized_rgb: np.ndarray, source_rgb: np.ndarray) -> np.ndarray:
     """The stylized frame's luminance (Y of YCrCb, BT.601) with the source frame's chroma (Cr, Cb),
-    uint8 RGB. Where that colour lies outside RGB it is clipped, so chroma there moves a little."""
+    RGB float32 levels, unrounded. Where that colour lies outside RGB it is clipped, so chroma
+    there moves a little."""
     stylized = cv2.cvtColor(stylized_rgb.astype(np.float32) / 255, cv2.COLOR_RGB2YCrCb)
     source = cv2.cvtColor(source_rgb.astype(np.float32) / 255, cv2.COLOR_RGB2YCrCb)
     combined = np.concatenate([stylized[..., :1], source[..., 1:]], axis=-1)
     rgb = cv2.cvtColor(combined, cv2.COLOR_YCrCb2RGB)
-    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+    return np.clip(rgb * 255, 0, 255)
 
 
 def style_image_size(style_shape: tuple[int, int], frame_shape: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -240,7 +246,7 @@ class Stylizer:
         optimize = _lbfgs if self.settings.optimizer == "lbfgs" else _adam
         tracker = _Tracker(self, on_iterate or ignore)
         reason = optimize(tracker, to_caffe(start_rgb)[None], budget)
-        image = from_caffe(tracker.best_image[0])
+        levels = from_caffe(tracker.best_image[0])
         if self.settings.keep_colors == "luminance":
             # The chain continues from this colour-kept frame, not the full-colour optimum: a work
             # directory keeps one image per frame, and a resumed chain, a farm chunk or a stitch must
@@ -250,8 +256,8 @@ class Stylizer:
             # chain from the full-colour optimum flickered less (benchmarks/keep_colors_chain.py,
             # RESULTS.md: E_warp 0.59x against 0.75x the flow floor); getting that needs the work
             # directory to keep the full-colour frame and apply the chroma when frames are read out.
-            image = keep_source_chroma(image, content_rgb)
-        return FrameResult(image, tracker.best_terms, tracker.evaluations, reason,
+            levels = keep_source_chroma(levels, content_rgb)
+        return FrameResult(levels, tracker.best_terms, tracker.evaluations, reason,
                            time.perf_counter() - began, tuple(tracker.trace))
 
     def stylize_cold(self, content_rgb: np.ndarray, on_iterate: Callable[[Iterate], None] | None = None) -> FrameResult:

@@ -15,14 +15,14 @@ PIXEL_MAX = 255.0 - IMAGENET_MEAN_BGR
 
 
 def to_caffe(rgb: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> BGR float32 minus the ImageNet mean, as VGG16 expects."""
+    """RGB levels (H, W, 3), uint8 or float -> BGR float32 minus the ImageNet mean, as VGG16 expects."""
     return rgb[..., ::-1].astype(np.float32) - IMAGENET_MEAN_BGR
 
 
 def from_caffe(image: np.ndarray) -> np.ndarray:
-    """Inverse of `to_caffe`, rounded and clipped to RGB uint8."""
+    """Inverse of `to_caffe`: RGB float32 levels clipped to 0-255, not rounded."""
     bgr = np.asarray(image, dtype=np.float32) + IMAGENET_MEAN_BGR
-    return np.clip(np.rint(bgr), 0, 255).astype(np.uint8)[..., ::-1]
+    return np.clip(bgr, 0, 255)[..., ::-1]
 
 
 def feature_extractor(weights: VGGWeights, layers: Sequence[str]) -> keras.Model:
