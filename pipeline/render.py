@@ -61,7 +61,7 @@ def assemble(job: Job, job_plan: Plan) -> Path:
         members = output_files(job, job_plan)
         for index, member in zip(range(job_plan.start, job_plan.end), members):
             with disk_full_is_an_input_error(output.parent, f"output frame {member.name}"):
-                _save_output_frame(member, final.load(index), job.bit_depth)
+                _save_output_frame(member, final.load16(index), job.bit_depth)
         work.record_outputs(members)
         return output
     with disk_full_is_an_input_error(work.path, "the frames to encode"):
@@ -80,15 +80,15 @@ def assemble(job: Job, job_plan: Plan) -> Path:
     return output
 
 
-def _save_output_frame(path: Path, rgb: np.ndarray, bit_depth: int) -> None:
-    """An 8-bit sRGB frame of the work directory in the output's container: EXR as half-float
-    linear light, 16 bit as the same values scaled (x257); no precision is added to either."""
+def _save_output_frame(path: Path, rgb16: np.ndarray, bit_depth: int) -> None:
+    """A 16-bit sRGB frame of the work directory (the optimizer's float levels) in the output's
+    container: EXR as half-float linear light, 16 bit as it is, 8 bit rounded as videos get it."""
     if path.suffix.lower() == ".exr":
-        sequences.write_exr(path, rgb)
+        sequences.write_exr(path, rgb16)
     elif bit_depth == 16:
-        images.save_rgb(path, rgb.astype(np.uint16) * 257)
+        images.save_rgb(path, rgb16)
     else:
-        images.save_rgb(path, rgb)
+        images.save_rgb(path, images.to_uint8(rgb16, path))
 
 
 def _printf_escaped(folder: Path) -> str:

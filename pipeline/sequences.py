@@ -166,14 +166,15 @@ def read_exr(path: Path) -> np.ndarray:
 
 
 def write_exr(path: Path, rgb: np.ndarray) -> None:
-    """An sRGB uint8 frame as a half-float EXR of linear light (ZIP compressed), written atomically."""
+    """An sRGB frame (uint8 or uint16) as a half-float EXR of linear light (ZIP compressed),
+    written atomically."""
     require_writable_dir(path.parent)
     write_atomically(path, encode_exr(rgb))
 
 
 def encode_exr(rgb: np.ndarray) -> bytes:
     height, width = rgb.shape[:2]
-    linear = srgb_to_linear(rgb / 255.0).astype("<f4")
+    linear = srgb_to_linear(images.to_unit(rgb)).astype("<f4")
     planes = np.stack([linear[:, :, 1], linear[:, :, 2], linear[:, :, 0]])  # gbrp order
     result = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",

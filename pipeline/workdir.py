@@ -8,9 +8,14 @@ sequence starting at 1001, 000000 is frame 1001):
                                   frame its chain started from
     warmup/FFFFFF/frames, stats/  warm-up frames of the chunk starting at frame FFFFFF
     stitched/FFFFFF/...           the border into chunk FFFFFF, re-optimized (see stitch.py)
-    final/                        frames for encoding when some are not frames/ itself
+    final/                        the frames at 8 bits, as a video encodes them
     outputs.json                  the outputs this work directory wrote, to know it may replace them
     report.html, .lock
+
+Frames are 16-bit PNGs of the optimizer's float levels (images.to_uint16), so 16-bit and EXR
+outputs get its precision. Everything 8-bit (the chain itself, videos, the report, eval, previews)
+reads them at 8 bits (`load`): the float levels rounded, the pixels an 8-bit frame held. Work
+directories from before hold 8-bit PNGs; both depths read the same way, so their renders resume.
 
 A work directory deletes only the entries of this layout, and never adopts a folder that holds
 anything else: a user's clip beside the frames is never at risk.
@@ -96,7 +101,7 @@ def disk_full_is_an_input_error(where: Path, what: str) -> Iterator[None]:
 
 
 class WorkDir:
-    """Finished frames as lossless PNGs plus their statistics, each written atomically.
+    """Finished frames as lossless 16-bit PNGs plus their statistics, each written atomically.
     A chunk's warm-up frames live in a WorkDir of their own inside (`warmup(first)`)."""
 
     def __init__(self, path: Path):
@@ -174,7 +179,12 @@ class WorkDir:
         return sorted(int(folder.name) for folder in (self.path / "warmup").glob("[0-9]*"))
 
     def load(self, index: int) -> np.ndarray:
+        """RGB uint8: what the chain continues from and every 8-bit reader gets."""
         return images.load_rgb(self.frame_path(index))
+
+    def load16(self, index: int) -> np.ndarray:
+        """RGB uint16: the frame as stored, for outputs with depth (an 8-bit frame from before, x257)."""
+        return images.load_rgb16(self.frame_path(index))
 
     @property
     def manifest_path(self) -> Path:
@@ -184,7 +194,7 @@ class WorkDir:
         """Statistics first, the frame last: the PNG is what marks the frame finished. The stats
         record the PNG's checksum and `seed`, the checksum of the frame this one warm-started
         from. Returns the frame's checksum."""
-        png = images.encode_image(".png", result.image)
+        png = images.encode_image(".png", images.to_uint16(result.levels))
         stats = {"sha256": sha256_of(png), "seed": seed, "losses": result.losses, "evaluations": result.evaluations,
                  "coarse_evaluations": result.coarse_evaluations,
                  "stop_reason": result.stop_reason, "start": result.start, "seconds": result.seconds,
@@ -403,16 +413,17 @@ class FinalFrames:
     def load(self, index: int) -> np.ndarray:
         return self.holder(index).load(index)
 
+    def load16(self, index: int) -> np.ndarray:
+        return self.holder(index).load16(index)
+
     def folder_for_encoding(self, start: int, end: int) -> Path:
-        """frames/ itself when no frame is stitched, else final/ with links to each frame's file."""
-        holders = {index: self.holder(index) for index in range(start, end)}
-        if all(holder is self.work for holder in holders.values()):
-            return self.work.path / "frames"
+        """final/, each frame as an 8-bit PNG: what ffmpeg reads for a video is what 8-bit
+        readers get (WorkDir.load), not its own conversion of the 16-bit frame."""
         final = self.work.path / "final"
         shutil.rmtree(final, ignore_errors=True)
         final.mkdir()
-        for index, holder in holders.items():
-            _link_or_copy(holder.frame_path(index), final / f"{index:06d}.png")
+        for index in range(start, end):  # no fsync: final/ is made again by every encode
+            (final / f"{index:06d}.png").write_bytes(images.encode_image(".png", self.load(index)))
         return final
 
 
@@ -424,13 +435,6 @@ def stitch_dir(work: WorkDir, first: int) -> WorkDir:
 def stitch_starts(work: WorkDir) -> list[int]:
     """First frames of the chunks whose border has stitched frames here."""
     return sorted(int(folder.name) for folder in (work.path / "stitched").glob("[0-9]*"))
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)  # no copy of every frame where the file system allows
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 def remove_stale(paths: Iterator[Path], pid_pattern: str) -> None:

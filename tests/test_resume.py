@@ -7,6 +7,7 @@ exactly the frames of an uninterrupted run, the right output and no temporaries.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 import cli
 from pipeline import chain, images, video, workdir
+from pipeline.files import file_sha256
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 
@@ -32,7 +34,7 @@ def args_for(out: Path, *extra) -> list[str]:
 
 
 def frames_of(work: Path) -> dict[str, np.ndarray]:
-    return {p.name: images.load_rgb(p) for p in sorted((work / "frames").glob("*.png"))}
+    return {p.name: images.load_rgb16(p) for p in sorted((work / "frames").glob("*.png"))}
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -200,3 +202,37 @@ def test_frames_without_manifest_are_not_trusted(tmp_path, capsys):
     assert cli.main(args_for(out, "--end", "1")) == 2
     assert "manifest.json is missing" in capsys.readouterr().err
     assert cli.main(args_for(out, "--end", "1", "--restart")) == 0
+
+
+def as_before_16_bit_frames(work: Path) -> None:
+    """Rewrite a work directory as one written before frames were 16 bit: 8-bit PNGs, each
+    frame's stats holding its file's checksum and, as its seed, the frame before's."""
+    previous = None
+    for frame in sorted((work / "frames").glob("*.png")):
+        images.save_rgb(frame, images.load_rgb(frame))
+        stats_path = work / "stats" / f"{frame.stem}.json"
+        stats = json.loads(stats_path.read_text())
+        stats.update(sha256=file_sha256(frame), seed=previous if stats["seed"] else None)
+        stats_path.write_text(json.dumps(stats))
+        previous = stats["sha256"]
+
+
+def test_a_work_directory_of_8_bit_frames_from_before_resumes(tmp_path, capsys):
+    out, work = tmp_path / "old.%04d.png", tmp_path / "old.work"
+    args = [str(SAMPLE_CLIP), "--style", str(SAMPLE_STYLE), "-o", str(out), "--end", "3", "--bit-depth", "16", *FAST]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    last = work / "frames" / "000002.png"
+    uninterrupted = images.load_rgb16(last)
+    as_before_16_bit_frames(work)
+    last.unlink()
+    old = {p: p.stat().st_mtime_ns for p in (work / "frames").glob("*.png")}
+
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert "2 already done" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in old} == old, "the 8-bit frames were rendered again"
+    # The chain reads a frame at 8 bits, 16-bit or not, so it continues from the old frames exactly.
+    assert np.array_equal(images.load_rgb16(last), uninterrupted)
+    for index in (0, 1):  # their 16-bit output is the 8-bit frame scaled: no precision to give
+        eight = images.load_rgb(work / "frames" / f"{index:06d}.png")
+        assert np.array_equal(images.load_rgb16(tmp_path / f"old.{index:04d}.png"), eight.astype(np.uint16) * 257)
+    assert (images.load_rgb16(tmp_path / "old.0002.png") % 257 != 0).any()  # the new frame's float levels
