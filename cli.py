@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=_frame_rate, help="frame rate of an image-sequence input, like 24, 25 or "
                         "24000/1001 (default: 24)")
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
-                        help="bits per channel of a PNG or TIFF sequence output (default: 8); the stylized "
-                        "frames themselves are 8-bit")
+                        help="bits per channel of a PNG or TIFF sequence output (default: 8); 16 holds the "
+                        "optimizer's float result, though stylization itself works in 8-bit sRGB")
     parser.add_argument("--preset", default="default", help="preset name in configs/ or a .toml path (default: default)")
     parser.add_argument("--start", type=int, help="first frame to render, by the source's numbers (a sequence's "
                         "from its first file, like 1001; a video's from 0) (default: the first frame)")

@@ -177,7 +177,7 @@ class Job:
     overwrite: bool = False  # replace an existing output that this render's work directory did not write
     wait: bool = False  # wait for another render holding the work directory instead of refusing
     fps: Fraction | None = None  # frame rate of an image-sequence input; None: 24 (a video keeps its own)
-    bit_depth: int = 8  # of PNG/TIFF sequence outputs: 8 or 16 (the frames themselves are 8-bit sRGB)
+    bit_depth: int = 8  # of PNG/TIFF sequence outputs: 8 or 16 (16: the optimizer's float result, to 1/257 of a level)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style", style_blend(self.style))
