@@ -7,6 +7,7 @@ written by whoever asked for the render.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,8 @@ def assemble(job: Job, job_plan: Plan) -> Path:
             timecode=timecode.shifted(job_plan.info.timecode, job_plan.start, job_plan.info.fps)
             if job_plan.info.timecode else None,
         )
+    if not final.stitches:  # final/ is then an 8-bit copy of frames/; keep the work directory small
+        shutil.rmtree(frames, ignore_errors=True)
     work.record_outputs([output])
     return output
 

@@ -156,6 +156,7 @@ def test_prores_output_is_422_hq_at_the_given_rate(deep_render):
     assert re.search(r"\b24 fps\b", stream)
     assert "Audio:" not in listing  # a sequence has no sound
     assert video.probe(deep_render / "shot.mov").frame_count == 2
+    assert not (deep_render / "shot.work" / "final").exists()  # the 8-bit copy it was encoded from is gone
 
 
 def test_a_ppm_folder_renders_at_its_fps_with_numbers_from_its_files(shots, tmp_path, capsys):
