@@ -213,8 +213,10 @@ class _History:
         curvature = _dot(s, y)
         if curvature > CURVATURE_EPSILON * _dot(y, y):
             slot = self.next
-            self.s[slot].assign(s)
-            self.y[slot].assign(y)
+            # A scatter writes the one slot in place; a sliced assign (self.s[slot].assign) took
+            # ~2 ms per buffer at 128 px on a CPU, 20x longer, as if it copied the whole buffer.
+            self.s.scatter_update(tf.IndexedSlices(s[None], slot[None]))
+            self.y.scatter_update(tf.IndexedSlices(y[None], slot[None]))
             self.rho[slot].assign(1.0 / curvature)
             self.next.assign((slot + 1) % self.size)
             self.count.assign(tf.minimum(self.count + 1, self.size))
@@ -223,24 +225,26 @@ class _History:
         """H·g by the two-loop recursion over the stored pairs, newest first, H₀ = (s·y / y·y)·I
         from the newest pair (I with none). Loops rather than unrolled: a 20-slot unrolled
         recursion made the L-BFGS graph take seconds longer to trace."""
-        # One read of each buffer: reading a slice of the variable per use, 40 reads a step, made
-        # every evaluation ~20 % slower on a CPU once the buffers were assigned to (measured).
-        s, y, rho = self.s.read_value(), self.y.read_value(), self.rho.read_value()
+        # Pairs are gathered one slot at a time (sparse_read), never by a read of the whole buffer:
+        # after a scatter, TensorFlow copies a variable on every whole read. (Reading slices of
+        # the variable, 40 reads a step, had also made every evaluation ~20 % slower.)
+        rho = self.rho.read_value()
         newest = (self.next - 1) % self.size
         q, alphas = gradient, tf.TensorArray(tf.float32, size=self.size)
         for j in tf.range(self.count):
             slot = (newest - j) % self.size
-            alpha = rho[slot] * _dot(s[slot], q)
-            q = q - alpha * y[slot]
+            alpha = rho[slot] * _dot(self.s.sparse_read(slot), q)
+            q = q - alpha * self.y.sparse_read(slot)
             alphas = alphas.write(j, alpha)
         scale = 1.0
         if self.count > 0:
-            scale = 1.0 / (rho[newest] * _dot(y[newest], y[newest]))
+            newest_y = self.y.sparse_read(newest)
+            scale = 1.0 / (rho[newest] * _dot(newest_y, newest_y))
         r = scale * q
         for j in tf.range(self.count - 1, -1, -1):
             slot = (newest - j) % self.size
-            beta = rho[slot] * _dot(y[slot], r)
-            r = r + (alphas.read(j) - beta) * s[slot]
+            beta = rho[slot] * _dot(self.y.sparse_read(slot), r)
+            r = r + (alphas.read(j) - beta) * self.s.sparse_read(slot)
         return r
 
 
