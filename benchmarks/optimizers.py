@@ -2,7 +2,7 @@
 equal budget, wall time, and the share of wall time spent outside the loss evaluations.
 
     python benchmarks/optimizers.py [--frames 3] [--size 128] [--first 100] [--later 20]
-                                    [--optimizers lbfgs,adam] [--xla off] [--record]
+                                    [--optimizers lbfgs,adam] [--xla off] [--no-early-stop] [--record]
 
 SciPy's L-BFGS-B ("scipy-lbfgs") renders the chain first, cold first frame then warm frames
 along the flow with the temporal loss, as a render does; every optimizer then solves exactly
@@ -178,11 +178,14 @@ def main(argv=None) -> None:
     parser.add_argument("--optimizers", default="lbfgs,adam", help="compared with scipy-lbfgs")
     parser.add_argument("--xla", default="off", help="off, on or off,on: XLA for the compared optimizers' loss")
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--no-early-stop", action="store_true",
+                        help="stop_window 0: every frame spends its budget, so optimizers compare by evaluations alone")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
 
-    settings = make_settings(args.preset, {"size": args.size, "first_frame_iterations": args.first,
-                                           "frame_iterations": args.later, "optimizer": REFERENCE, "xla": "off"})
+    overrides = {"size": args.size, "first_frame_iterations": args.first, "frame_iterations": args.later,
+                 "optimizer": REFERENCE, "xla": "off", **({"stop_window": 0} if args.no_early_stop else {})}
+    settings = make_settings(args.preset, overrides)
     job = Job(video=CLIP, style=STYLE, settings=settings)
     sources = read_sources(job, args.frames)
     problems, reference = reference_chain(job, sources)
@@ -201,7 +204,8 @@ def main(argv=None) -> None:
     width, height = planning.plan(job).size
     table = markdown_table(rows + totals, COLUMNS)
     note = (f"{args.frames} frames of {CLIP.name} at {width}x{height}, style {STYLE.name}, preset `{args.preset}`: "
-            f"the first cold with {args.first} evaluations, then warm with {args.later}; every optimizer solves the "
+            f"the first cold with {args.first} evaluations, then warm with {args.later}"
+            f"{' (no early stop)' if args.no_early_stop else ''}; every optimizer solves the "
             f"frames SciPy's chain posed. Outside evaluation: wall time of Stylizer.stylize minus the time in the loss.")
     print(f"{machine()}; {provenance()}\n{note}\n\n{table}")
     if args.record:
