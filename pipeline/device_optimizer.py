@@ -17,6 +17,15 @@ still steep (weak Wolfe), so the first step of a frame finds its scale. Pairs wi
 curvature are skipped; a line search that finds no decrease forgets the history and retries
 along the gradient, and fails the frame only if that fails too. Every evaluation counts against
 the budget, line-search ones included, and the budget is never exceeded.
+
+Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same
+losses at equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation
+warm frames, in about half the wall time (2.7 % of it outside the loss, SciPy 40 %). Early in a
+cold frame whose source has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher
+after 20 evaluations at 128 px, 9 % after 10 at 256 px. L-BFGS-B's Cauchy point and subspace
+minimization treat pixels at a bound better than projection with a masked two-loop does; on
+the same frame with no clipped pixels this one was ahead. Masking the pairs to free pixels, or
+not masking the direction, did not close the gap.
 """
 from __future__ import annotations
 
