@@ -57,9 +57,18 @@ def test_capped_style_image_is_named_in_one_warning(vgg_weights, capsys):
     assert "16000x16" in lines[0] and "32000x32" in lines[0]
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_optimization_lowers_the_loss_and_stays_in_range(vgg_weights, content, style, optimizer):
-    stylizer = Stylizer(settings(optimizer=optimizer, learning_rate=10.0), vgg_weights, style, SIZE)
+OPTIMIZERS = ["lbfgs", "scipy-lbfgs", "adam"]
+
+
+@pytest.fixture(scope="module")
+def stylizers(vgg_weights, style):
+    """One stylizer per optimizer, made once: the device optimizers trace their loop on first use."""
+    return {name: Stylizer(settings(optimizer=name, learning_rate=10.0), vgg_weights, style, SIZE) for name in OPTIMIZERS}
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_optimization_lowers_the_loss_and_stays_in_range(stylizers, content, optimizer):
+    stylizer = stylizers[optimizer]
     seen = []
     result = stylizer.stylize(content, content, budget=12, on_iterate=seen.append)
     start_loss = stylizer.evaluate(stylizer_input(content))[0]
@@ -67,7 +76,8 @@ def test_optimization_lowers_the_loss_and_stays_in_range(vgg_weights, content, s
     assert result.losses["total"] < 0.8 * start_loss
     assert result.evaluations <= 14 and result.stop_reason == "budget"
     losses = [it.loss for it in seen]
-    if optimizer == "lbfgs":  # a line search never accepts a rise
+    assert [(it.evaluations, it.loss) for it in seen] == [(used, loss) for used, loss, _ in result.trace]
+    if optimizer != "adam":  # a line search never accepts a rise
         assert losses == sorted(losses, reverse=True)
     else:  # Adam may overshoot; the frame kept is the best image it evaluated
         assert min(losses) < 0.8 * losses[0] and result.losses["total"] <= min(losses) + 1e-6
@@ -80,18 +90,43 @@ def stylizer_input(rgb):
     return to_caffe(rgb)[None]
 
 
-def test_early_stop_when_the_loss_settles(vgg_weights, content, style):
-    # A tolerance no iteration can meet stops after the first full window.
-    stylizer = Stylizer(settings(stop_window=3, stop_tolerance=1e6), vgg_weights, style, SIZE)
+def test_device_lbfgs_reaches_scipys_loss_within_the_same_evaluations(stylizers, content):
+    """Same start, same budget: the TensorFlow L-BFGS spends exactly the budget (SciPy may overrun
+    it by a line search) and ends within 1 % of the best loss SciPy had reached by then. Both
+    take SciPy's first step, so they agree closely; a broken two-loop or line search would not."""
+    budget = 12
+    device = stylizers["lbfgs"].stylize(content, content, budget)
+    scipy = stylizers["scipy-lbfgs"].stylize(content, content, budget)
+    assert device.evaluations == budget and device.trace[-1][0] <= budget
+    scipy_by_then = min(loss for used, loss, _ in scipy.trace if used <= budget)
+    assert device.losses["total"] <= 1.01 * scipy_by_then
+    assert device.losses["total"] < 0.5 * device.trace[0][1]  # and it did descend, far
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy-lbfgs"])
+def test_early_stop_when_the_loss_settles(vgg_weights, content, style, optimizer):
+    # A tolerance no iteration can meet stops after the first full window, exactly: a device
+    # chunk (here 3 iterations) must carry the window into the next chunk and stop inside it.
+    stylizer = Stylizer(settings(stop_window=3, stop_tolerance=1e6, optimizer=optimizer), vgg_weights, style, SIZE)
     result = stylizer.stylize(content, content, budget=50)
     assert result.stop_reason == "converged"
     assert result.evaluations < 20
+    assert len(result.trace) == 4
 
 
-def test_temporal_loss_reaches_the_image_and_spares_masked_pixels(vgg_weights, content, style):
+def only_temporal_settings(**overrides):
+    return settings(**{"content_weight": 0.0, "style_weight": 0.0, "tv_weight": 0.0, "temporal_weight": 1.0,
+                       "optimizer": "lbfgs", **overrides})
+
+
+@pytest.fixture(scope="module")
+def only_temporal(vgg_weights, style):
+    return Stylizer(only_temporal_settings(), vgg_weights, style, SIZE)
+
+
+def test_temporal_loss_reaches_the_image_and_spares_masked_pixels(only_temporal, content):
     """With only the temporal term, reliable pixels move to the warped frame and masked ones don't move."""
-    only_temporal = settings(content_weight=0.0, style_weight=0.0, tv_weight=0.0, temporal_weight=1.0)
-    stylizer = Stylizer(only_temporal, vgg_weights, style, SIZE)
+    stylizer = only_temporal
     warped = np.full((*SIZE, 3), 200, np.uint8)
     reliability = np.zeros(SIZE, np.float32)
     reliability[:, : SIZE[1] // 2] = 1.0
@@ -99,6 +134,53 @@ def test_temporal_loss_reaches_the_image_and_spares_masked_pixels(vgg_weights, c
     left, right = result.image[:, : SIZE[1] // 2].astype(int), result.image[:, SIZE[1] // 2 :]
     assert np.abs(left - 200).max() <= 2
     np.testing.assert_array_equal(right, content[:, SIZE[1] // 2 :])
+
+
+def out_of_range_guide():
+    """A warped frame pulling a third of the pixels past white and a third past black."""
+    warped = np.tile(np.linspace(-150, 400, SIZE[1], dtype=np.float32)[None, :, None], (SIZE[0], 1, 3))
+    return TemporalGuide(warped, np.ones(SIZE, np.float32))
+
+
+def caffe_bounds():
+    from pipeline.vgg import PIXEL_MAX, PIXEL_MIN
+
+    return PIXEL_MIN, PIXEL_MAX
+
+
+def test_device_lbfgs_projects_onto_the_pixel_box(only_temporal, content):
+    """The optimum of (x − ω)² inside the box is ω clipped to it: pixels pulled outside end exactly
+    on the bound (in Caffe space, before any rounding), the others on ω; none ever leaves the box."""
+    from pipeline.vgg import to_caffe
+
+    guide = out_of_range_guide()
+    result = only_temporal.stylize(content, content, budget=10, guide=guide)
+    best = only_temporal.device_optimizer.best_image()[0]
+    low, high = caffe_bounds()
+    assert (best >= low).all() and (best <= high).all()
+    optimum = np.clip(to_caffe(guide.warped), low, high)
+    np.testing.assert_allclose(best, optimum, atol=0.5)
+    assert (best == low).sum() > 0.2 * best.size and (best == high).sum() > 0.2 * best.size
+    assert result.evaluations == 10
+    assert result.losses["total"] == pytest.approx(only_temporal.evaluate(optimum[None])[0], rel=1e-3)
+
+
+def test_device_adam_keeps_its_best_image_and_the_box(vgg_weights, content, style):
+    """Pulled 100 levels up (past white where the content is light), with steps of ~60 levels
+    Adam overshoots and the loss rises again: the frame returned is still the best image
+    evaluated, in the box, and every evaluation is counted."""
+    stylizer = Stylizer(only_temporal_settings(optimizer="adam", learning_rate=60.0), vgg_weights, style, SIZE)
+    guide = TemporalGuide(content.astype(np.float32) + 100, np.ones(SIZE, np.float32))
+    result = stylizer.stylize(content, content, budget=8, guide=guide)
+    losses = [loss for _, loss, _ in result.trace]
+    assert result.evaluations == 8 and len(losses) == 8
+    assert min(losses) < 0.8 * losses[0]
+    assert losses[-1] > min(losses)  # it did overshoot, so the last image is not the best
+    assert result.losses["total"] == pytest.approx(min(losses))
+    best = stylizer.device_optimizer.best_image()
+    low, high = caffe_bounds()
+    assert (best >= low).all() and (best <= high).all() and (best == high).any()
+    assert stylizer.evaluate(best)[0] == pytest.approx(min(losses), rel=1e-5)
 
 
 def test_temporal_weight_zero_ignores_the_guide(vgg_weights, content, style):
