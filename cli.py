@@ -237,7 +237,9 @@ def write_previews(args: argparse.Namespace, job: Job) -> list[Path]:
 # What the user can do about a refusal, in this command's words (the pipeline says what happened).
 # {resume}: how to go on from what is kept (never "with --restart", which would discard it).
 ADVICE = {
-    DifferentRender: "--workdir DIR renders elsewhere and keeps them; --restart deletes them and starts over",
+    DifferentRender: "to continue it, give the old values as flags (for settings.style_weight 10.0 -> 30.0: "
+                     "--style-weight 10); --workdir DIR renders elsewhere and keeps them; --restart deletes them "
+                     "and starts over",
     NotAWorkDir: "name a new or empty folder with --workdir",
     OutputExists: "--overwrite replaces it; -o writes elsewhere",
     WorkDirBusy: "--wait waits for it to finish",

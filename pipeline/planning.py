@@ -111,6 +111,7 @@ def manifest(job: Job, job_plan: Plan) -> dict:
             "weights": {"sha256": weights.sha256},
             "settings": job.settings.frame_settings(),
         },
+        "optimizer_names": 2,  # "lbfgs" is the device optimizer; before, it was SciPy's (workdir.read_manifest)
         # Where the files were last seen, for people reading the report.
         "files": {"video": str(job.video.resolve()), "style": str(job.style[0].path.resolve()),
                   **({"styles": [{"path": str(s.path.resolve()), "weight": s.weight} for s in job.style]}

@@ -212,7 +212,7 @@ class WorkDir:
             raise InputError(f"{self.manifest_path}: unreadable ({error})") from None
         if not isinstance(manifest, dict) or not isinstance(manifest.get("identity"), dict):
             raise InputError(f"{self.manifest_path}: not a manifest of this program (no identity object)")
-        return manifest
+        return _renamed_optimizer(manifest)
 
     # ------------------------------------------------------------ owning the folder
 
@@ -335,6 +335,15 @@ class WorkDir:
 
 class OutputExists(InputError):
     """An output file is in the way and this render did not write it."""
+
+
+def _renamed_optimizer(manifest: dict) -> dict:
+    """Manifests written before the device optimizer existed said "lbfgs" for SciPy's, which is
+    now "scipy-lbfgs": read them so, and a render started then resumes unchanged."""
+    settings = manifest["identity"].get("settings")
+    if manifest.get("optimizer_names", 1) < 2 and isinstance(settings, dict) and settings.get("optimizer") == "lbfgs":
+        settings["optimizer"] = "scipy-lbfgs"
+    return manifest
 
 
 def _in_layout(name: str) -> bool:

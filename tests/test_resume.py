@@ -236,3 +236,14 @@ def test_a_work_directory_of_8_bit_frames_from_before_resumes(tmp_path, capsys):
         eight = images.load_rgb(work / "frames" / f"{index:06d}.png")
         assert np.array_equal(images.load_rgb16(tmp_path / f"old.{index:04d}.png"), eight.astype(np.uint16) * 257)
     assert (images.load_rgb16(tmp_path / "old.0002.png") % 257 != 0).any()  # the new frame's float levels
+
+
+@pytest.mark.parametrize("names, recorded, read_as", [
+    (None, "lbfgs", "scipy-lbfgs"),  # written when "lbfgs" was SciPy's: a render started then resumes
+    (2, "lbfgs", "lbfgs"),           # written since: "lbfgs" is the device optimizer
+    (None, "adam", "adam"),
+])
+def test_manifests_before_the_device_optimizer_read_lbfgs_as_scipys(tmp_path, names, recorded, read_as):
+    manifest = {"identity": {"settings": {"optimizer": recorded}}, **({"optimizer_names": names} if names else {})}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert workdir.WorkDir(tmp_path).read_manifest()["identity"]["settings"]["optimizer"] == read_as
