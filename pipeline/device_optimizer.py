@@ -20,7 +20,8 @@ the budget, line-search ones included, and the budget is never exceeded.
 
 Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same
 losses at equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation
-warm frames, in about half the wall time (2.7 % of it outside the loss, SciPy 40 %). Early in a
+warm frames, with 2.7 % of the optimizer's time outside the loss (SciPy 40 %); a whole render
+was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). Early in a
 cold frame whose source has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher
 after 20 evaluations at 128 px, 9 % after 10 at 256 px. L-BFGS-B's Cauchy point and subspace
 minimization treat pixels at a bound better than projection with a masked two-loop does; on
