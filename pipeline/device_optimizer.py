@@ -56,7 +56,7 @@ LossAndGradient = Callable[[tf.Tensor], tuple[tf.Tensor, dict[str, tf.Tensor], t
 
 
 @dataclass(frozen=True)
-class Chunk:
+class RunResult:
     """What one `run` tells the host: per iteration, evaluations so far, the loss of the image it
     reached and that image's temporal term; and why it ended ("running": more to do)."""
 
@@ -103,14 +103,14 @@ class DeviceOptimizer:
         self.evaluation_seconds.assign(0.0)
         self._step.reset()
 
-    def run(self, budget: int, recent_losses: list[float]) -> Chunk:
+    def run(self, budget: int, recent_losses: list[float]) -> RunResult:
         """Up to a chunk of iterations, within `budget` evaluations for the frame in all.
         `recent_losses`: the frame's losses so far, for the early stop (only the last window count)."""
         recent = [math.nan] * self.window + list(recent_losses)
         evaluations, losses, temporal, status = self._run(
             tf.constant(budget, tf.int32), tf.constant(self.chunk_iterations, tf.int32),
             tf.constant(recent[len(recent) - self.window:], tf.float64))
-        return Chunk(evaluations.numpy(), losses.numpy(), temporal.numpy(), STATUS.get(int(status), "running"))
+        return RunResult(evaluations.numpy(), losses.numpy(), temporal.numpy(), STATUS.get(int(status), "running"))
 
     def best_image(self) -> np.ndarray:
         return self.best.numpy()
