@@ -10,9 +10,12 @@ the stitch renders those frames once more as a third chain:
   before the stitch, each later one the previous stitched frame, warped along the flow;
 - each stitched frame has two temporal targets: the previous stitched frame warped forward
   (consistency with where it came from) and the later chain's next frame warped backward (where
-  it must arrive); their weights ramp across the stitch so that the stitched frames cross from
-  the earlier chain to the later in equal steps (Border.ramp), and the last stitched frame leads
-  into the later chunk's first own frame as one chain's frames lead into each other.
+  it must arrive). How hard each pulls is set frame by frame so that the stitched frames cross
+  from the earlier chain to the later in equal steps: the previous stitched frame's progress is
+  measured against both chains' frames at its index (`progress`), and the pull toward the later
+  chain is the share of what is left that lands this frame on its step (Border.pull). So the
+  last stitched frame leads into the later chunk's first own frame as one chain's frames lead
+  into each other.
 
 The two chains differ by some D (mean squared difference of their frames over the overlap); E_warp
 sums squared steps, so crossing in n + 1 equal steps adds about D/(n+1)² to each seam pair, and
@@ -40,12 +43,12 @@ from .errors import InputError
 from .chain import stylizer_for
 from .events import Iterate
 from .planning import holding, plan
-from .stylize import FrameResult, Stylizer, TemporalGuide, combine_guides
+from .stylize import FrameResult, Stylizer, TemporalGuide
 from .workdir import WorkDir, disk_full_is_an_input_error, stitch_dir
 
 
 # Part of every stitched frame's seed: frames stitched by an earlier method are stitched again.
-STITCH_METHOD = "equal-steps"
+STITCH_METHOD = "measured-steps"
 
 
 @dataclass(frozen=True)
@@ -60,18 +63,21 @@ class Border:
     def frames(self) -> range:
         return range(self.begin, self.first)
 
-    def ramp(self, index: int) -> float:
+    def pull(self, index: int, reached: float) -> float:
         """How strongly stitched frame `index` is pulled toward the later chain (the rest pulls
-        toward the previous stitched frame): 1/(n+2-k) for its k-th of n frames.
+        toward the previous stitched frame), that frame being `reached` of the way over: the
+        share of what is left that lands this one at progress(index).
 
-        The pull compounds: the forward target is the previous stitched frame, already part of
-        the way over, so frame k lands at p_k = (1 - w_k) p_(k-1) + w_k of the way from the
-        earlier chain to the later one. Equal steps p_k = k/(n+1) need w_k = 1/(n+2-k): each
-        frame covers an equal share of what is left. (A linear w_k = k/(n+1) front-loads the
-        change: p = 0.14, 0.39, 0.65, 0.85, 0.96, 0.99 for n = 6, measured the same in the
-        stitched frames, and E_warp, a sum of squared steps, is least for equal steps.)"""
-        k, n = index - self.begin + 1, len(self.frames)
-        return 1.0 / (n + 2 - k)
+        The pull compounds: frame k lands at p_k = (1 - w_k) p_(k-1) + w_k, so equal steps
+        p_k = k/(n+1) need w_k = (p_k - p_(k-1)) / (1 - p_(k-1)), which is 1/(n+2-k) when every
+        frame lands where it is meant to. The optimizer lands each a little short (0.01-0.03 on
+        the cradle GIF), and a fixed 1/(n+2-k) leaves that lag to the last pairs; measuring it
+        lets the next frame make it up. (A linear w_k = k/(n+1) front-loads the change: p = 0.14,
+        0.39, 0.65, 0.85, 0.96, 0.99 for n = 6, and E_warp, a sum of squared steps, is least for
+        equal steps.)"""
+        if reached >= 1.0:
+            return 1.0
+        return float(np.clip((self.progress(index) - reached) / (1.0 - reached), 0.0, 1.0))
 
     def progress(self, index: int) -> float:
         """How far stitched frame `index` is meant to be from the earlier chain to the later:
@@ -107,10 +113,11 @@ def borders(work: WorkDir, start: int, end: int, overlap: int) -> list[Border]:
 
 
 def needed_frames(work: WorkDir, border: Border) -> list[tuple[WorkDir, int]]:
-    """The frames a stitch reads: the earlier chain's frame before it, the later chain's warm-up
-    over it, and the later chunk's first own frame."""
+    """The frames a stitch reads: the earlier chain's from the frame before it (the stitched
+    frames' progress is measured against them), the later chain's warm-up over it, and the later
+    chunk's first own frame."""
     later = work.warmup(border.first)
-    return [(work, border.begin - 1), *((later, i) for i in border.frames), (work, border.first)]
+    return [*((work, i) for i in range(border.begin - 1, border.first + 1)), *((later, i) for i in border.frames)]
 
 
 def refuse_unless_ready(work: WorkDir, border: Border) -> None:
@@ -131,9 +138,12 @@ def later_chain(work: WorkDir, border: Border, index: int) -> WorkDir:
 
 def seed_of(work: WorkDir, border: Border, previous: WorkDir, index: int) -> str:
     """What stitched frame `index` depends on, as one checksum: the frame before it (stitched,
-    or the earlier chain's) and the later chain's frame after it. A frame on disk is reused
-    only if both are still what it was made from, by the same method (STITCH_METHOD)."""
+    or the earlier chain's), the later chain's frame after it and, past the first, both chains'
+    frames the previous one's progress is measured against. A frame on disk is reused only if
+    all are still what it was made from, by the same method (STITCH_METHOD)."""
     parts = [STITCH_METHOD, previous.checksum(index - 1), later_chain(work, border, index + 1).checksum(index + 1)]
+    if index > border.begin:
+        parts += [work.checksum(index - 1), later_chain(work, border, index - 1).checksum(index - 1)]
     return hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()
 
 
@@ -170,7 +180,8 @@ def _render_stitch(job: Job, job_plan, work: WorkDir, border: Border, out: WorkD
         if out.has(index) and out.damage(index, job_plan.size) is None and out.continues(index, seed):
             continue
         stylizer = stylizer or stylizer_for(job, job_plan)
-        result = stitch_frame(job, stylizer, border, index, sources, previous.load(index - 1),
+        before = previous.load(index - 1)
+        result = stitch_frame(job, stylizer, border, index, sources, before, reached(work, border, index - 1, before),
                               later_chain(work, border, index + 1).load(index + 1), on_iterate)
         with disk_full_is_an_input_error(out.path, f"stitched frame {index}"):
             out.save(index, result, seed)
@@ -178,19 +189,47 @@ def _render_stitch(job: Job, job_plan, work: WorkDir, border: Border, out: WorkD
     return rendered
 
 
-def stitch_frame(job: Job, stylizer: Stylizer, border: Border, index: int, sources: dict[int, np.ndarray],
-                 before: np.ndarray, after: np.ndarray, on_iterate=None) -> FrameResult:
-    """Stitched frame `index` from the stylized frame before it and the later chain's after it.
+def reached(work: WorkDir, border: Border, index: int, frame: np.ndarray) -> float:
+    """How far `frame`, the output's frame `index`, has crossed from the earlier chain to the later:
+    0 before the stitch (it is the earlier chain's), else measured against both chains' frames."""
+    if index < border.begin:
+        return 0.0
+    return progress(frame, work.load(index), later_chain(work, border, index).load(index))
 
-    It starts from where the two temporal terms agree (their reliability- and ramp-weighted
-    mean): started from the forward warp alone, a per-frame budget cannot follow the ramp, the
-    stitch lags behind it and the jump reappears at its last pair (measured: benchmarks/seams.py).
-    The style loss then restores full contrast, which the mean of two chains lacks."""
-    method, toward_later = job.settings.flow, border.ramp(index)
+
+def progress(frame: np.ndarray, earlier: np.ndarray, later: np.ndarray) -> float:
+    """Where `frame` lies from `earlier` (0) to `later` (1): its projection onto their difference."""
+    start = earlier.astype(np.float64).ravel()
+    difference = later.astype(np.float64).ravel() - start
+    return float(difference @ (frame.astype(np.float64).ravel() - start) / max(difference @ difference, 1e-12))
+
+
+def stitch_frame(job: Job, stylizer: Stylizer, border: Border, index: int, sources: dict[int, np.ndarray],
+                 before: np.ndarray, reached_before: float, after: np.ndarray, on_iterate=None) -> FrameResult:
+    """Stitched frame `index` from the stylized frame before it (`reached_before` of the way
+    over) and the later chain's frame after it.
+
+    It starts from its temporal target, the pull-weighted mean of the two warps: started from
+    the forward warp alone, a per-frame budget cannot follow the steps, the stitch lags behind
+    and the jump reappears at its last pair. The mean is not weighted by the flows' reliability:
+    that would switch a pixel wholly to the later chain wherever the forward flow is unreliable
+    (a few % of a still clip's pixels, other ones on every frame), so those pixels would cross in
+    one step instead of n + 1 (cradle GIF, DeepFlow: worst seam pair 7.6× the others' mean, 4.4×
+    pull-weighted; benchmarks/RESULTS.md). Each warp still pulls only where its flow is reliable.
+    The style loss then restores the contrast that a mean of two chains lacks."""
+    method, toward_later = job.settings.flow, border.pull(index, reached_before)
     forward = TemporalGuide(*flow.temporal_guide(sources[index - 1], sources[index], before, method), 1.0 - toward_later)
     backward = TemporalGuide(*flow.temporal_guide(sources[index + 1], sources[index], after, method), toward_later)
-    guide = combine_guides(forward, backward)
+    guide = pulled_between(forward, backward)
     return stylizer.stylize(sources[index], guide.warped, job.settings.frame_iterations, guide, on_iterate=on_iterate)
+
+
+def pulled_between(forward: TemporalGuide, backward: TemporalGuide) -> TemporalGuide:
+    """One guide toward the weight-weighted mean of two warps, pulling as hard as both together
+    where each is reliable."""
+    target = forward.weight * forward.warped.astype(np.float32) + backward.weight * backward.warped.astype(np.float32)
+    pull = forward.weight * forward.reliability + backward.weight * backward.reliability
+    return TemporalGuide(target.astype(np.float32), pull.astype(np.float32))
 
 
 def stitch_task(job: Job, first: int, on_iterate: Callable[[Iterate], None] | None = None) -> list[int]:

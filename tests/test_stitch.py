@@ -70,22 +70,52 @@ def test_a_border_stitches_the_later_chunks_warm_up_within_the_earlier_chunk():
     assert border_between(10, 12, 6).frames == range(11, 12)
     assert not border_between(11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
     border = Border(12, 6)
-    ramp = [border.ramp(i) for i in border.frames]
-    assert ramp == sorted(ramp) and 0 < ramp[0] < 0.2 and ramp[-1] < 1
+    pulls = [border.pull(i, border.progress(i - 1) if i > border.begin else 0.0) for i in border.frames]
+    assert pulls == sorted(pulls) and 0 < pulls[0] < 0.2 and pulls[-1] < 1
 
 
-def test_the_ramp_takes_equal_steps_from_the_earlier_chain_to_the_later():
+def test_the_pulls_take_equal_steps_from_the_earlier_chain_to_the_later():
     """Each stitched frame's forward target is the previous stitched frame, already part of the
-    way over: the pulls compound, and with the ramp's weights they land at equal steps."""
+    way over: the pulls compound and land at equal steps, 1/(n+2-k) each when every frame lands
+    where it is meant to."""
     for border in (Border(12, 6), Border(24, 13), Border(3, 2)):
         done, steps = 0.0, []
-        for index in border.frames:
-            pull = border.ramp(index)
+        for k, index in enumerate(border.frames, 1):
+            pull = border.pull(index, done)
+            assert pull == pytest.approx(1 / (len(border.frames) + 2 - k))
             steps.append((1 - pull) * done + pull - done)
             done += steps[-1]
             assert done == pytest.approx(border.progress(index))
         steps.append(1.0 - done)  # into the later chunk's first own frame
         assert steps == pytest.approx([1 / (len(border.frames) + 1)] * (len(border.frames) + 1))
+
+
+def test_a_frame_that_lands_short_is_made_up_by_the_next():
+    border = Border(24, 13)
+    short = border.progress(17) - 0.03
+    pull = border.pull(18, short)
+    assert pull > border.pull(18, border.progress(17))
+    assert (1 - pull) * short + pull == pytest.approx(border.progress(18))
+    assert border.pull(18, 0.99) == 0.0 and border.pull(18, 1.0) == 1.0  # never pushed back, nothing to cross
+
+
+def test_progress_places_a_frame_between_the_two_chains():
+    rng = np.random.default_rng(3)
+    earlier, later = rng.uniform(0, 255, (2, 8, 8, 3))
+    assert stitch.progress(earlier, earlier, later) == pytest.approx(0.0)
+    assert stitch.progress(later, earlier, later) == pytest.approx(1.0)
+    assert stitch.progress(0.7 * earlier + 0.3 * later, earlier, later) == pytest.approx(0.3)
+
+
+def test_where_the_forward_flow_fails_the_stitch_target_keeps_its_step():
+    """A pixel the forward warp cannot follow keeps the pull-weighted mix of both chains as its
+    target instead of jumping wholly to the later chain; it is pulled only by the reliable warp."""
+    earlier, later = np.full((4, 4, 3), 100.0, np.float32), np.full((4, 4, 3), 200.0, np.float32)
+    unreliable = np.ones((4, 4), np.float32)
+    unreliable[0, 0] = 0.0
+    guide = stitch.pulled_between(TemporalGuide(earlier, unreliable, 0.75), TemporalGuide(later, np.ones((4, 4), np.float32), 0.25))
+    np.testing.assert_allclose(guide.warped, 125.0)
+    assert guide.reliability[0, 0] == pytest.approx(0.25) and guide.reliability[1, 1] == pytest.approx(1.0)
 
 
 def blend_residual(frame, earlier, later) -> float:
