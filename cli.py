@@ -73,7 +73,7 @@ def import_tensorflow_quietly() -> None:
         import keras  # noqa: F401
         import tensorflow
 
-        tensorflow.config.list_physical_devices()  # probes CUDA now, while quiet
+        take_gpu_memory_as_needed(tensorflow.config.list_physical_devices("GPU"))  # probes CUDA now, while quiet
     except BaseException:
         os.dup2(saved, 2)
         sink.seek(0)
@@ -83,6 +83,18 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         sink.close()
+
+
+def take_gpu_memory_as_needed(gpus) -> None:
+    """Not all of each GPU's memory at start (TensorFlow's default): a render shares the card.
+    Only possible before TensorFlow first uses them; a second main() in one process keeps it."""
+    import tensorflow
+
+    for gpu in gpus:
+        try:
+            tensorflow.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            return
 
 
 def _positive_int(text: str) -> int:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from .errors import InputError
 from .outputs import is_sequence_pattern, output_stem
+from .precision import PRECISIONS
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -64,6 +65,9 @@ class Settings:
                           OPTIMIZERS)
     xla: str = _doc("compile the loss and its gradient with XLA (jit_compile); slower on a CPU (an evaluation "
                     "took 1.27x as long at 128 px, 1.08x at 256 px), unmeasured on a GPU", XLA, pixels=False)
+    precision: str = _doc("number format of the VGG features: 'mixed' computes them in bfloat16 on GPUs that have it "
+                          "(compute capability 8.0+), the image and the losses staying float32; on a CPU or an "
+                          "older GPU it renders in float32, with a note", PRECISIONS, before="float32")
     learning_rate: float = _doc("Adam step size in 0-255 pixel units (ignored by L-BFGS)")
     first_frame_iterations: int = _doc("loss evaluations budget of a cold frame (the first, or after a scene cut) "
                                        "at full size")

@@ -29,6 +29,7 @@ import tensorflow as tf
 from . import images, losses
 from .device_optimizer import DeviceOptimizer
 from .events import Iterate, ignore
+from .precision import vgg_policy
 from .config import VGG_MIN_SIDE, Settings
 from .vgg import PIXEL_MAX, PIXEL_MIN, feature_extractor, from_caffe, to_caffe
 from .weights import VGGWeights
@@ -185,7 +186,7 @@ class Stylizer:
         self._made_from = (weights, style, style_name, colour_reference)
         self._at_size: dict[tuple[int, int], Stylizer] = {}
         layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
-        self.extractor = feature_extractor(weights, layers)
+        self.extractor = feature_extractor(weights, layers, vgg_policy(settings.precision))
         blend = [StyleImage(style, 1.0, str(style_name))] if isinstance(style, np.ndarray) else list(style)
         if settings.keep_colors == "histogram":
             if colour_reference is None:

@@ -25,21 +25,23 @@ def from_caffe(image: np.ndarray) -> np.ndarray:
     return np.clip(bgr, 0, 255)[..., ::-1]
 
 
-def feature_extractor(weights: VGGWeights, layers: Sequence[str]) -> keras.Model:
-    """A model returning {layer: activations}, computed only up to the deepest layer used."""
+def feature_extractor(weights: VGGWeights, layers: Sequence[str], policy: str = "float32") -> keras.Model:
+    """A model returning {layer: activations} as float32, computed only up to the deepest layer
+    used, its convolutions under the Keras dtype `policy` (precision.vgg_policy)."""
     wanted = set(layers)
     deepest = max(VGG16_LAYERS.index(name) for name in wanted)
     inputs = keras.Input(shape=(None, None, 3))
     names = VGG16_LAYERS[: deepest + 1]
     x, outputs = inputs, {}
     for name, next_name in zip(names, names[1:] + ("",)):
-        conv = keras.layers.Conv2D(weights.layers[name][0].shape[-1], 3, padding="same", activation="relu", name=name)
+        conv = keras.layers.Conv2D(weights.layers[name][0].shape[-1], 3, padding="same", activation="relu", name=name,
+                                   dtype=policy)
         x = conv(x)
         conv.set_weights(list(weights.layers[name]))
         if name in wanted:
-            outputs[name] = x
+            outputs[name] = keras.ops.cast(x, "float32")  # Gram matrices and losses stay float32
         if next_name and _block(next_name) != _block(name):
-            x = keras.layers.MaxPooling2D(2, name=f"{_block(name)}_pool")(x)
+            x = keras.layers.MaxPooling2D(2, name=f"{_block(name)}_pool", dtype=policy)(x)
     model = keras.Model(inputs, outputs, name="vgg16_features")
     model.trainable = False
     return model
