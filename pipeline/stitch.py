@@ -21,11 +21,11 @@ The two chains differ by some D (mean squared difference of their frames over th
 sums squared steps, so crossing in n + 1 equal steps adds about D/(n+1)² to each seam pair, and
 no path from one chain to the other has a smaller sum of squared steps (D/(n+1) over the n + 1
 pairs). Once the steps are equal, a longer overlap (or chains that differ less) is what brings
-the seam pairs down (measured: benchmarks/RESULTS.md, "Chunk borders").
+the seam pairs down (measured: benchmarks/RESULTS.md, "Chunk borders: the stitch in measured steps").
 
-Every stitched frame is optimized with the style and content losses too, so it keeps the
-contrast of a stylized frame (texture energy within a few % of its neighbours') where a
-cross-fade loses a fifth to a third of it. Stitched frames replace the earlier chunk's frames in
+Every stitched frame is optimized with the style and content losses too, so it keeps most of
+the contrast of a stylized frame (texture energy 0.88–1.00× its neighbours' on the clips
+measured) where a cross-fade loses a fifth to a third of it. Stitched frames replace the earlier chunk's frames in
 the output (see workdir.FinalFrames). A stitch is a unit of work like a chunk: idempotent,
 resumable frame by frame, refused while a frame it needs is missing.
 """
