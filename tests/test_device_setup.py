@@ -1,4 +1,9 @@
-"""`precision`: VGG features in bfloat16 where a GPU has it, float32 with a note elsewhere."""
+"""How TensorFlow is set up: its CPU allocator, and `precision` (VGG features in bfloat16 where
+a GPU has it, float32 with a note elsewhere)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import tensorflow as tf
 
@@ -50,3 +55,13 @@ def test_mixed_precision_on_a_cpu_renders_in_float32_and_says_so(tmp_path, capsy
     assert cli.main([str(a) for a in args]) == 0
     assert "precision 'mixed' needs a GPU; rendering in float32" in capsys.readouterr().err
     assert output.is_file()
+
+
+def test_tensorflow_gets_the_caching_cpu_allocator_unless_the_user_chose_one():
+    """pipeline sets TF_CPU_ALLOCATOR_USE_BFC before TensorFlow starts (benchmarks/host_churn.py)."""
+    probe = [sys.executable, "-c", "import os, pipeline; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"]
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    chosen = subprocess.run(probe, env=environment, capture_output=True, text=True, check=True).stdout.strip()
+    kept = subprocess.run(probe, env={**environment, "TF_CPU_ALLOCATOR_USE_BFC": "false"}, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert (chosen, kept) == ("true", "false")
