@@ -258,7 +258,7 @@ ADVICE = {
     WorkDirBusy: "--wait waits for it to finish",
     DamagedFrames: "run the --frames tasks that cover them again, then --assemble",
     DiskFull: "free space, then {resume}",
-    OutOfMemory: "use a smaller --size or --preset preview",
+    OutOfMemory: "render at the size that fits, or with --preset preview",
     ChunkFailed: "finished frames are kept; {resume}",
 }
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from . import flow, images, video
 from .chunks import Chunk
 from .config import Job
-from .errors import OutOfMemory
+from .errors import InputError, OutOfMemory
 from .events import FrameDone, FrameRejected, ProgressCallback, Started, ignore
 from .planning import Plan, plan
 from .stylize import FrameResult, StyleImage, Stylizer, TemporalGuide, long_term_guide
@@ -45,7 +45,7 @@ def render_frames(
     notify(Started(len(indices), len(trusted), *_budget(job.settings, indices, trusted, first, earliest_seed)))
     if first is None:
         return []
-    with _out_of_memory_is_an_input_error(job_plan, first):
+    with _out_of_memory_is_an_input_error(job, job_plan, first):
         stylizer = stylizer_for(job, job_plan)
     rendered = []
     reach = history_reach(job.settings.temporal_frames)
@@ -56,7 +56,7 @@ def render_frames(
             continue
         if work.has(index):
             notify(FrameRejected(index, f"it continued frame {index - 1} as it was before that was rendered again"))
-        with _out_of_memory_is_an_input_error(job_plan, index):
+        with _out_of_memory_is_an_input_error(job, job_plan, index):
             result = stylize_frame(job, stylizer, source, history, notify)
         with disk_full_is_an_input_error(work.path, f"frame {index}"):
             work.save(index, result, seed)
@@ -93,13 +93,40 @@ def _check_finished(work: ChunkFrames, indices: range, size: tuple[int, int], no
 
 
 @contextlib.contextmanager
-def _out_of_memory_is_an_input_error(job_plan: Plan, index: int) -> Iterator[None]:
-    """GPU or host memory exhausted: one line naming the frame size and what to do."""
+def _out_of_memory_is_an_input_error(job: Job, job_plan: Plan, index: int) -> Iterator[None]:
+    """GPU or host memory exhausted: one line naming the frame size and the largest that fits."""
     try:
         yield
+        return
     except (tf.errors.ResourceExhaustedError, MemoryError):
-        width, height = job_plan.size
-        raise OutOfMemory(f"{job_plan.info.path}: out of memory stylizing frame {index} at {width}x{height}") from None
+        pass  # measured below, once the error and the tensors its traceback holds are gone
+    width, height = job_plan.size
+    fits = largest_size_that_fits(job, job_plan)
+    advice = f"--size {fits} fits" if fits else f"not even --size {SMALLEST_SIZE_TRIED} fits"
+    raise OutOfMemory(f"{job_plan.info.path}: out of memory stylizing frame {index} at {width}x{height}; {advice}")
+
+
+SMALLEST_SIZE_TRIED = 64
+
+
+def largest_size_that_fits(job: Job, job_plan: Plan) -> int | None:
+    """The largest long side, in steps of a quarter down from the render's, at which the frame's
+    stylizer is made and its loss and gradient evaluated once: the peak of a frame's memory,
+    less the optimizer's image-sized buffers. None when not even SMALLEST_SIZE_TRIED fits."""
+    size = max(job_plan.size)
+    while (size := int(size * 0.75) // 16 * 16) >= SMALLEST_SIZE_TRIED:
+        try:
+            smaller = dataclasses.replace(job_plan, size=video.output_size(job_plan.info, size))
+        except InputError:  # a side below VGG16's minimum
+            return None
+        stylizer = None  # the last try's, freed before the next is made
+        try:
+            stylizer = stylizer_for(job, smaller)
+            stylizer.evaluate(np.zeros(stylizer.shape, np.float32))
+            return size
+        except (tf.errors.ResourceExhaustedError, MemoryError):
+            continue
+    return None
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,30 @@ def test_out_of_memory_names_the_size_and_the_remedy(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and "Traceback" not in err
-    assert "out of memory" in last and "64x48" in last and "--size" in last and "--preset preview" in last
+    assert "out of memory" in last and "64x48" in last and "--preset preview" in last
+    assert "not even --size 64 fits" in last  # the smallest size tried
+
+
+def test_out_of_memory_names_the_largest_size_that_fits(tmp_path, monkeypatch, capsys):
+    """Memory for frames up to 80 px wide (an injected limit): the 128 px render fails, and the
+    sizes a quarter smaller each are tried until one evaluates."""
+    import tensorflow as tf
+
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    evaluate, tried = chain.Stylizer.evaluate, []
+
+    def evaluate_within_memory(stylizer, image):
+        tried.append(stylizer.shape[2])
+        return out_of_memory() if stylizer.shape[2] > 80 else evaluate(stylizer, image)
+
+    monkeypatch.setattr(chain.Stylizer, "stylize_cold", out_of_memory)
+    monkeypatch.setattr(chain.Stylizer, "evaluate", evaluate_within_memory)
+    assert cli.main(args_for(tmp_path / "clip.mp4", "--size", "128")) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "out of memory stylizing frame 0 at 128x96; --size 64 fits" in last
+    assert tried == [96, 64]
 
 
 def test_frames_without_manifest_are_not_trusted(tmp_path, capsys):
