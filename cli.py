@@ -70,7 +70,6 @@ def import_tensorflow_quietly() -> None:
     sink, saved = tempfile.TemporaryFile(), os.dup(2)
     os.dup2(sink.fileno(), 2)
     try:
-        import pipeline  # noqa: F401  (first: it chooses TensorFlow's CPU allocator, read at start)
         import keras  # noqa: F401
         import tensorflow
 
