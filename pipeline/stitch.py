@@ -25,9 +25,9 @@ the seam pairs down (measured: benchmarks/RESULTS.md, "Chunk borders: the stitch
 
 Every stitched frame is optimized with the style and content losses too, so it keeps most of
 the contrast of a stylized frame (texture energy 0.88–1.00× its neighbours' on the clips
-measured) where a cross-fade loses a fifth to a third of it. Stitched frames replace the earlier chunk's frames in
-the output (see workdir.FinalFrames). A stitch is a unit of work like a chunk: idempotent,
-resumable frame by frame, refused while a frame it needs is missing.
+measured) where a cross-fade loses a fifth to a third of it. Stitched frames replace the earlier
+chunk's frames in the output (see workdir.FinalFrames). A stitch is a unit of work like a chunk:
+idempotent, resumable frame by frame, refused while a frame it needs is missing.
 """
 from __future__ import annotations
 
