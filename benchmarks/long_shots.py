@@ -10,7 +10,10 @@ Makes two clips from the sample's real footage, both lossless:
 Renders each with the default preset and measures with `metrics.evaluate_clip` (DeepFlow, an
 estimator the render does not use): E_warp ÷ the per-pair flow floor, structure mean and drift
 (last quarter ÷ first quarter), texture energy of the last quarter ÷ the first frame's, and the
-evaluations spent. Prints a table; with --root the renders are kept (a rerun resumes them).
+evaluations spent. Against a cold baseline (`--init cold`: content start, no temporal loss, the
+first frame's budget) of the first, middle and last frames (--cold-frames): the chain's structure
+and content + style loss on those frames ÷ the cold frames'. Prints a table; with --root the
+renders are kept (a rerun resumes them).
 """
 from __future__ import annotations
 
@@ -31,12 +34,13 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import markdown_table  # noqa: E402
 from pipeline import metrics, video  # noqa: E402
+from pipeline.evaluate import render_settings  # noqa: E402
 from pipeline.workdir import WorkDir  # noqa: E402
 
 SAMPLE = REPO / "samples" / "realshort.mp4"
 STYLE = REPO / "samples" / "starry-night.jpg"
 COLUMNS = ["clip", "frames", "E_warp ÷ floor", "structure", "drift", "texture last ÷ first",
-           "evaluations", "seconds"]
+           "structure ÷ cold", "content+style ÷ cold", "evaluations", "seconds"]
 
 
 def sample_frames() -> list[np.ndarray]:
@@ -87,10 +91,43 @@ def write_lossless(path: Path, frames: list[np.ndarray], fps: str = "30") -> Non
 def render(clip: Path, frames: int, size: int, root: Path, extra: list[str]) -> tuple[Path, float]:
     work = root / f"{clip.stem}.work"
     began = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO / "cli.py"), str(clip), "--style", str(STYLE), "--size", str(size),
-                    "--end", str(frames), "-o", str(root / f"{clip.stem}.stylized.mp4"), "--workdir", str(work),
-                    "--quiet", *extra], check=True)
+    _cli(clip, size, work, "--end", str(frames), "-o", str(root / f"{clip.stem}.stylized.mp4"), *extra)
     return work, time.perf_counter() - began
+
+
+def render_cold(clip: Path, indices: list[int], size: int, root: Path, extra: list[str]) -> Path:
+    """The cold baseline of `indices`, one farm range each, into one work directory."""
+    work = root / f"{clip.stem}.cold.work"
+    for index in indices:
+        _cli(clip, size, work, "--init", "cold", "--frames", f"{index}-{index}",
+             "-o", str(root / f"{clip.stem}.cold.mp4"), *extra)
+    return work
+
+
+def _cli(clip: Path, size: int, work: Path, *flags: str) -> None:
+    subprocess.run([sys.executable, str(REPO / "cli.py"), str(clip), "--style", str(STYLE), "--size", str(size),
+                    "--workdir", str(work), "--quiet", *flags], check=True)
+
+
+def against_cold(clip: Path, work: Path, cold: Path, indices: list[int]) -> dict:
+    """Structure and content + style loss of the chain's frames ÷ the cold frames', per frame and mean."""
+    chain, baseline = WorkDir(work), WorkDir(cold)
+    size = chain.load(indices[0]).shape[1::-1]
+    sources = {i: next(metrics.read_source(clip, i, 1, size, clip)) for i in indices}
+    settings = render_settings(chain.read_manifest())
+
+    def content_style(stats: dict) -> float:
+        losses = stats["losses"]
+        return settings["content_weight"] * losses["content"] + settings["style_weight"] * losses["style"]
+    structure = {i: (metrics.structure(sources[i], chain.load(i)), metrics.structure(sources[i], baseline.load(i)))
+                 for i in indices}
+    ours, theirs = chain.read_stats(indices), baseline.read_stats(indices)
+    loss = {i: (content_style(ours[i]), content_style(theirs[i])) for i in indices}
+    return {
+        "structure ÷ cold": float(np.mean([a for a, _ in structure.values()]) / np.mean([b for _, b in structure.values()])),
+        "content+style ÷ cold": float(np.mean([a for a, _ in loss.values()]) / np.mean([b for _, b in loss.values()])),
+        "cold_frames": {i: {"structure": structure[i], "content_style": loss[i]} for i in indices},
+    }
 
 
 def measure(clip: Path, work: Path, frames: int) -> dict:
@@ -106,18 +143,27 @@ def measure(clip: Path, work: Path, frames: int) -> dict:
     }
 
 
+def cold_indices(spec: str, count: int) -> list[int]:
+    named = {"first": 0, "middle": count // 2, "last": count - 1}
+    return [named[part] if part in named else int(part) for part in spec.split(",") if part]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--clips", default="pingpong,panzoom")
     parser.add_argument("--root", type=Path, help="keep the clips and renders here (a rerun resumes them)")
     parser.add_argument("--json", type=Path, help="also write every figure, per frame")
+    parser.add_argument("--cold-frames", default="first,middle,last",
+                        help="frames to render cold and compare with, e.g. 0,70,143; '' none")
     parser.add_argument("extra", nargs="*", help="more cli.py flags for the renders, after --")
     args = parser.parse_args(argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="long-shots-"))
     root.mkdir(parents=True, exist_ok=True)
     frames = sample_frames()
-    makers = {"pingpong": lambda: pingpong(frames, 144), "panzoom": lambda: pan_and_zoom(frames[0], 200)}
+    # The pan and zoom is made at the render's size (160x120 at least), so the zoom is not undone by a resize.
+    view = (max(160, args.size), max(120, args.size * 3 // 4))
+    makers = {"pingpong": lambda: pingpong(frames, 144), "panzoom": lambda: pan_and_zoom(frames[0], 200, view)}
     rows = []
     for name in args.clips.split(","):
         clip = root / f"{name}.mp4"
@@ -125,7 +171,11 @@ def main(argv=None) -> None:
             write_lossless(clip, makers[name]())
         count = video.probe(clip).frame_count
         work, seconds = render(clip, count, args.size, root, args.extra)
-        rows.append({"clip": name, **measure(clip, work, count), "seconds": seconds})
+        row = {"clip": name, **measure(clip, work, count), "seconds": seconds}
+        cold = cold_indices(args.cold_frames, count)
+        if cold:
+            row.update(against_cold(clip, work, render_cold(clip, cold, args.size, root, args.extra), cold))
+        rows.append(row)
         print(markdown_table(rows[-1:], COLUMNS), flush=True)
     print(markdown_table(rows, COLUMNS))
     if args.json:

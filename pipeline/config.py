@@ -101,6 +101,12 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in dataclasses.asdict(self).items()}
 
+    @property
+    def warmup_frames(self) -> int:
+        """Frames a chunk renders before its own to start its chain: none without a chain (init
+        cold), so a farm-rendered cold baseline has neither warm-ups nor stitches."""
+        return 0 if self.init == "cold" else self.overlap
+
     def frame_settings(self) -> dict[str, Any]:
         """The settings the frames depend on: what a resume must match."""
         fields = Settings.__dataclass_fields__

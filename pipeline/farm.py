@@ -39,7 +39,7 @@ def connect(address: str) -> None:
 def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     with holding(job, restart) as job_plan:  # the workers write under the driver's lock
         settings = job.settings
-        chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.overlap)
+        chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.warmup_frames)
         connect(settings.ray)
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         failures = _run(job, chunks, gpus, on_progress or ignore)
@@ -59,7 +59,7 @@ def _run(job: Job, chunks: list[Chunk], gpus: int, notify) -> list[tuple[Chunk |
     """Every chunk at once; each border's stitch as soon as the two chunks beside it are done,
     so no chunk waits for another. Reports frames finished on disk; returns the failures."""
     work = WorkDir(job.workdir_path)
-    waiting = plan_borders(chunks, job.settings.overlap)
+    waiting = plan_borders(chunks, job.settings.warmup_frames)
     borders = list(waiting)
     pending = {render_chunk.options(num_gpus=gpus).remote(job, chunk): chunk for chunk in chunks}
     done: set[Chunk] = set()

@@ -39,7 +39,7 @@ def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback 
         if not job_plan.start <= first - number < last - number <= job_plan.end:
             raise InputError(f"{job.video}: frames {first}-{last - 1} lie outside the clip's frames "
                              f"{job_plan.start + number}-{job_plan.end - 1 + number}")
-        render_frames(job, chunk_for_range(job_plan.start, first - number, last - number, job.settings.overlap),
+        render_frames(job, chunk_for_range(job_plan.start, first - number, last - number, job.settings.warmup_frames),
                       on_progress, job_plan)
         return job_plan
 

@@ -159,7 +159,7 @@ def stitch_border(job: Job, first: int, on_iterate: Callable[[Iterate], None] | 
     if not job_plan.start < first < job_plan.end:
         raise InputError(f"{work.path}: no chunk border at frame {first}; borders lie inside the clip's frames "
                          f"{job_plan.start + 1}-{job_plan.end - 1}")
-    border = border_at(work, job_plan.start, first, job.settings.overlap)
+    border = border_at(work, job_plan.start, first, job.settings.warmup_frames)
     if not border.frames:
         return []
     refuse_unless_ready(work, border)
@@ -245,6 +245,6 @@ def stitch_missing(job: Job, job_plan) -> list[int]:
     --frames tasks before --assemble); returns the frames rendered."""
     work = WorkDir(job.workdir_path)
     rendered = []
-    for border in borders(work, job_plan.start, job_plan.end, job.settings.overlap):
+    for border in borders(work, job_plan.start, job_plan.end, job.settings.warmup_frames):
         rendered += stitch_border(job, border.first, job_plan=job_plan)
     return rendered

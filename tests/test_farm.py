@@ -106,3 +106,15 @@ def test_farm_ranges_then_assembly(tmp_path, capsys):
 def test_farm_range_outside_the_clip_is_refused(tmp_path, capsys):
     assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", tmp_path / "x.mp4", *TINY, "--frames", "30-40") == 2
     assert "outside the clip's frames 0-35" in capsys.readouterr().err
+
+
+def test_cold_farm_ranges_have_no_warm_up_and_no_stitch(tmp_path):
+    """A cold render (the baseline `eval --baseline` wants) has no chain to warm up or join."""
+    output, work = tmp_path / "cold.mp4", tmp_path / "cold.work"
+    common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS, "--init", "cold"]
+    assert run(*common, "--frames", "4-5") == 0
+    assert frames_of(work) == [4, 5] and not (work / "warmup").exists()
+    assert run(*common, "--frames", "0-3") == 0
+    assert run(*common, "--assemble") == 0
+    assert not (work / "stitched").exists()
+    assert video.probe(output).frame_count == 6
