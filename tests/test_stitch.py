@@ -1,4 +1,5 @@
 """Stitching chunk borders: the two-target temporal guide, the stitch's frames, and the farm task."""
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -116,6 +117,27 @@ def test_where_the_forward_flow_fails_the_stitch_target_keeps_its_step():
     guide = stitch.pulled_between(TemporalGuide(earlier, unreliable, 0.75), TemporalGuide(later, np.ones((4, 4), np.float32), 0.25))
     np.testing.assert_allclose(guide.warped, 125.0)
     assert guide.reliability[0, 0] == pytest.approx(0.25) and guide.reliability[1, 1] == pytest.approx(1.0)
+
+
+def test_the_stitch_target_between_two_stroke_layouts_keeps_their_contrast():
+    """Halfway between two chains whose strokes lie in different places, the target is not a
+    double exposure at half the detail energy: its detail keeps the energy of either chain's,
+    and where the chains agree it is their frame unchanged."""
+    rng = np.random.default_rng(0)
+    grey = np.full((64, 64, 3), 128.0, np.float32)
+    strokes = [grey + cv2.GaussianBlur(rng.normal(0, 40, (64, 64, 3)).astype(np.float32), (0, 0), 0.7) for _ in range(2)]
+    reliable = np.ones((64, 64), np.float32)
+
+    def detail_energy(image):  # what the seam benchmark measures: texture energy, the Laplacian's variance
+        return metrics.texture_energy(np.clip(image, 0, 255).astype(np.uint8))
+    target = stitch.pulled_between(TemporalGuide(strokes[0], reliable, 0.5), TemporalGuide(strokes[1], reliable, 0.5)).warped
+    plain_mean = 0.5 * (strokes[0] + strokes[1])
+    either = np.mean([detail_energy(s) for s in strokes])
+    assert detail_energy(plain_mean) < 0.6 * either  # the ghost the stitch avoids
+    assert 0.85 * either < detail_energy(target) < 1.15 * either
+    np.testing.assert_allclose(target.mean(axis=(0, 1)), plain_mean.mean(axis=(0, 1)), atol=1.0)  # same broad colours
+    same = stitch.pulled_between(TemporalGuide(strokes[0], reliable, 0.3), TemporalGuide(strokes[0], reliable, 0.7)).warped
+    np.testing.assert_allclose(same, np.clip(strokes[0], 0, 255), atol=1e-3)
 
 
 def blend_residual(frame, earlier, later) -> float:
