@@ -12,7 +12,8 @@ For each preset the clip's range is rendered as farm tasks (`render_range`, exac
 The same range is also rendered as one chain. Every variant is measured with an optical flow
 the render does not use (`--estimator`, DeepFlow by default; the render uses DIS):
 - seam ÷ others: mean E_warp of the seam pairs (from the frame before the stitched span to the
-  later chunk's first own frame) over the mean of all other pairs;
+  later chunk's first own frame) over the mean of all other pairs; "over floor": the same with
+  each pair's E_warp over its own flow floor, so pairs with more motion do not weigh more;
 - E_warp ÷ floor: the whole range against its per-pair flow floor (metrics.py);
 - texture: variance of the Laplacian of each frame of the stitched spans ÷ the mean of the
   unstitched frames around it (up to 3 on each side): a cross-fade's double exposure loses
@@ -90,6 +91,9 @@ def measure(job: Job, frames: Path, spans: list[range], estimator: str) -> dict:
     seam_pairs = {t for span in spans for t in range(span.start - 1, span.stop)}
     at_seams = [e for t, e in per_pair.items() if t in seam_pairs]
     others = [e for t, e in per_pair.items() if t not in seam_pairs]
+    # Each pair over its own floor: a clip whose motion gathers at a border (the cradle's balls)
+    # has seam pairs above the others even in one chain; over the floor, motion weighs the same.
+    over_floor = {t: e / f for t, (e, f) in enumerate(zip(result["per_pair"], result["floor_per_pair"]), start) if f > 0}
     texture = dict(enumerate(result["texture_energy_per_frame"], start))
     structure = dict(enumerate(result["structure_per_frame"], start))
     in_spans = {i for span in spans for i in span}
@@ -98,6 +102,8 @@ def measure(job: Job, frames: Path, spans: list[range], estimator: str) -> dict:
         "E_warp": result["stylized"], "E_warp ÷ floor": result["ratio_to_floor"],
         "seam ÷ others": float(np.mean(at_seams) / np.mean(others)),
         "worst seam ÷ others": float(np.max(at_seams) / np.mean(others)),
+        "seam ÷ others over floor": float(np.mean([v for t, v in over_floor.items() if t in seam_pairs])
+                                          / np.mean([v for t, v in over_floor.items() if t not in seam_pairs])),
         "texture min": float(np.min(texture_ratios)), "texture max": float(np.max(texture_ratios)),
         "structure span ÷ others": float(np.mean([structure[i] for i in in_spans])
                                          / np.mean([v for i, v in structure.items() if i not in in_spans])),
@@ -155,7 +161,8 @@ def ray_wall_time(job: Job, workers: int) -> float:
         ray.shutdown()
 
 
-COLUMNS = ["preset", "join", "E_warp", "E_warp ÷ floor", "seam ÷ others", "worst seam ÷ others", "texture min",
+COLUMNS = ["preset", "join", "E_warp", "E_warp ÷ floor", "seam ÷ others", "worst seam ÷ others",
+           "seam ÷ others over floor", "texture min",
            "texture max", "structure span ÷ others"]
 
 
