@@ -238,9 +238,10 @@ def pulled_between(forward: TemporalGuide, backward: TemporalGuide) -> TemporalG
     detail is scaled back, window by window, to the weighted energy of the two warps' details: a
     variance-preserving blend (Heitz & Neyret, "High-performance by-example noise using a
     histogram-preserving blending operator", 2018). Where the details agree the gain is 1; it is
-    never above MAX_DETAIL_GAIN. The broad colours stay the plain mean. Measured (cradle GIF,
-    DeepFlow): texture energy of the stitched frames 0.88 → 0.93 of their neighbours', seam pairs
-    1.60 → 1.66 of the others'; on the sample 1.14 → 1.16 (benchmarks/RESULTS.md)."""
+    never above MAX_DETAIL_GAIN. The broad colours stay the plain mean. Measured at the default
+    preset (DeepFlow): texture energy of the stitched frames 0.88 → 0.93 of their neighbours' on
+    the cradle GIF, for seam pairs 1.60 → 1.70 of the others'; on the sample 1.14 → 1.16
+    (benchmarks/RESULTS.md, "stitch targets that keep the chains' detail")."""
     forward_weight, backward_weight = forward.weight, backward.weight
     broad_forward, detail_forward = _split_detail(forward.warped)
     broad_backward, detail_backward = _split_detail(backward.warped)
