@@ -52,18 +52,6 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def rendering_device() -> str:
-    """What TensorFlow will render on, for the log's first line: a render that silently fell back
-    to the CPU takes hours where minutes were expected."""
-    import tensorflow
-
-    gpus = tensorflow.config.list_physical_devices("GPU")
-    if not gpus:
-        return "rendering on the CPU (no GPU visible to TensorFlow; on Linux with an NVIDIA driver: pip install -e \".[gpu]\")"
-    names = [tensorflow.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
-    return "rendering on " + ", ".join(names)
-
-
 def import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up lines (oneDNN, CUDA probing) bypass Python's logging; send
     them to a scratch file while it imports, and show them only if the import fails."""
@@ -71,9 +59,10 @@ def import_tensorflow_quietly() -> None:
     os.dup2(sink.fileno(), 2)
     try:
         import keras  # noqa: F401
-        import tensorflow
 
-        take_gpu_memory_as_needed(tensorflow.config.list_physical_devices("GPU"))  # probes CUDA now, while quiet
+        from pipeline.devices import take_gpu_memory_as_needed
+
+        take_gpu_memory_as_needed()  # probes CUDA now, while quiet
     except BaseException:
         os.dup2(saved, 2)
         sink.seek(0)
@@ -83,18 +72,6 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         sink.close()
-
-
-def take_gpu_memory_as_needed(gpus) -> None:
-    """Not all of each GPU's memory at start (TensorFlow's default): a render shares the card.
-    Only possible before TensorFlow first uses them; a second main() in one process keeps it."""
-    import tensorflow
-
-    for gpu in gpus:
-        try:
-            tensorflow.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            return
 
 
 def _positive_int(text: str) -> int:
@@ -355,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.job is not None:
         return run_job_file(args, argv)
     import_tensorflow_quietly()  # after the arguments are known to be sane
-    print(rendering_device(), file=sys.stderr)
     from pipeline import jobs, planning, render
+    from pipeline.devices import rendering_device
+
+    print(rendering_device(), file=sys.stderr)
 
     job = None
     try:
@@ -413,6 +392,7 @@ def run_job_file(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     import_tensorflow_quietly()  # once the job file parsed, before the first render loads it
+    from pipeline.devices import rendering_device
 
     log = jobs.JobLog(args.log or jobs.default_log_path(args.job))
     log(f"job {args.job}: {len(entries)} render(s), {rendering_device()}")

@@ -117,8 +117,9 @@ def _configure_tensorflow() -> None:
         return
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
+    from .devices import take_gpu_memory_as_needed
+
+    take_gpu_memory_as_needed()
     cores = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
     tf.config.threading.set_intra_op_parallelism_threads(cores)
     tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -160,8 +160,11 @@ def test_help_names_the_presets_and_the_eval_command(capsys):
 
 
 def test_the_log_names_the_device_that_renders():
-    line = cli.rendering_device()
     import tensorflow as tf
+
+    from pipeline.devices import rendering_device
+
+    line = rendering_device()
 
     if tf.config.list_physical_devices("GPU"):
         assert line.startswith("rendering on ") and "CPU" not in line
