@@ -173,11 +173,21 @@ def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "li
     if is_scene_cut(coverage, settings.scene_cut):
         return _cold(settings, stylizer, source, notify, f"cold: scene cut ({coverage:.0%} of pixels follow the flow)")
     guide = long_term_guide([nearest, *_farther_guides(settings, source, history)])
-    start = {"content": source, "previous": history[0].stylized}.get(settings.init, guide.warped)
+    start = {"content": source, "previous": history[0].stylized}.get(settings.init)
+    if start is None:  # previous-warped
+        start = _carried_start(guide.warped, source, flow.entering_view(history[0].source, source, settings.flow))
     if settings.temporal_weight == 0:
         guide = None
     result = stylizer.stylize(source, start, settings.frame_iterations, guide, on_iterate=notify)
     return dataclasses.replace(result, start="warm")
+
+
+def _carried_start(warped: np.ndarray, source: np.ndarray, entering: np.ndarray) -> np.ndarray:
+    """The previous frames carried onto this one, except where the view moved onto what no earlier
+    frame showed: there the source, as a cold frame starts. Border pixels smeared in across a pan
+    or a zoom out stay in the chain (the temporal loss does not hold them, but 20 evaluations
+    do not repaint a smear into the content either)."""
+    return np.where(entering[..., None], source.astype(np.float32), warped.astype(np.float32))
 
 
 def _cold(settings, stylizer: Stylizer, source: np.ndarray, notify, why: str) -> FrameResult:

@@ -142,6 +142,16 @@ def lands_inside_frame(flow: np.ndarray) -> np.ndarray:
     return (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
 
 
+def entering_view(previous: np.ndarray, current: np.ndarray, method: str = "dis-medium") -> np.ndarray:
+    """True where `current` shows what lay outside `previous` (x + w(x) leaves the frame): the
+    view panned or zoomed out onto it. A warp can only smear the border's pixels in there.
+    Within half a pixel of the border a sample is the border pixel's own, not an entering one."""
+    flow = optical_flow(current, previous, method)
+    height, width = flow.shape[:2]
+    target_x, target_y = sample_positions(flow)
+    return (target_x < -0.5) | (target_x > width - 0.5) | (target_y < -0.5) | (target_y > height - 0.5)
+
+
 def forward_backward_consistent(flow: np.ndarray, reverse_at_target: np.ndarray) -> np.ndarray:
     """True where going there and back returns near the start: |w + ŵ|² < 0.01(|w|² + |ŵ|²) + 0.5."""
     round_trip = _squared_norm(flow + reverse_at_target)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.flow import FLOW_METHODS, optical_flow, reliability, temporal_guide, warp
+from pipeline.flow import FLOW_METHODS, entering_view, optical_flow, reliability, temporal_guide, warp
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 WIDTH, HEIGHT = 128, 96
@@ -214,3 +214,13 @@ def test_temporal_guide_carries_the_stylized_frame_without_blurring_it_away():
     def detail(image):
         return cv2.Laplacian(cv2.cvtColor(interior(image), cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F).var()
     assert detail(carried) > 1.3 * detail(bilinear)
+
+
+def test_a_pan_brings_the_columns_on_its_leading_side_into_view():
+    """The view moves 6 px right: the current frame's last columns show what the previous frame
+    did not; a chain starts them from the source, not from the border smeared in."""
+    wide = load_rgb("kandinsky.jpg", (WIDTH + 6, HEIGHT))
+    previous, current = wide[:, :WIDTH], wide[:, 6:]
+    entering = entering_view(previous, current)
+    assert entering[8:-8, -4:].mean() > 0.9  # the new columns (one or two at the edge are estimated in)
+    assert not entering[:, :-8].any()
