@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import chain
+from pipeline import chain, flow
 from pipeline.config import Job, make_settings
 from pipeline.errors import InputError
 from pipeline.chain import Previous, history_reach, is_scene_cut, stylize_frame
@@ -212,7 +212,11 @@ def test_each_init_mode_starts_a_warm_frame_from_its_image_with_the_warped_guide
     # The temporal target is always the previous stylized frame carried along the flow ...
     assert np.abs(call.guide.warped[inner] - carried[inner]).mean() < 6
     assert call.guide.reliability[inner].mean() > 0.9
-    # ... while the start image is what `init` names.
+    # ... while the start image is what `init` names ...
     expected_start = {"content": now, "previous": stylized_before, "previous-warped": call.guide.warped}[init]
+    if init == "previous-warped":  # ... but the columns the view moved onto start from the source
+        entering = flow.entering_view(before, now)
+        assert entering[8:-8, :2].all() and not entering[:, 4:].any()
+        expected_start = np.where(entering[..., None], now, call.guide.warped)
     assert np.array_equal(np.asarray(call.start), np.asarray(expected_start))
 
