@@ -168,14 +168,15 @@ def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "li
     history = [history] if isinstance(history, Previous) else list(history or [])
     if not history or settings.init == "cold":
         return _cold(settings, stylizer, source, notify, "cold")
-    nearest = TemporalGuide(*flow.temporal_guide(history[0].source, source, history[0].stylized, settings.flow))
+    flows = flow.flows_between(history[0].source, source, settings.flow)
+    nearest = TemporalGuide(*flow.temporal_guide(history[0].source, source, history[0].stylized, settings.flow, flows))
     coverage = float(nearest.reliability.mean())
     if is_scene_cut(coverage, settings.scene_cut):
         return _cold(settings, stylizer, source, notify, f"cold: scene cut ({coverage:.0%} of pixels follow the flow)")
     guide = long_term_guide([nearest, *_farther_guides(settings, source, history)])
     start = {"content": source, "previous": history[0].stylized}.get(settings.init)
     if start is None:  # previous-warped
-        start = _carried_start(guide.warped, source, flow.entering_view(history[0].source, source, settings.flow))
+        start = _carried_start(guide.warped, source, flow.entering_view(flows[0]))
     if settings.temporal_weight == 0:
         guide = None
     result = stylizer.stylize(source, start, settings.frame_iterations, guide, on_iterate=notify)

@@ -131,25 +131,25 @@ def reliability(flow: np.ndarray, reverse_flow: np.ndarray) -> np.ndarray:
     return reliable.astype(np.float32)
 
 
-def lands_inside_frame(flow: np.ndarray) -> np.ndarray:
-    """True where x + w(x) lies within the frame (pixel centres 0 … W-1, 0 … H-1).
+def lands_inside_frame(flow: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """True where x + w(x) lies within the frame (pixel centres 0 … W-1, 0 … H-1), widened by
+    `margin` pixels on every side.
 
     The reference requires floor(x+w)+1 < W, which also drops the last row and column for zero
     motion; the closed interval keeps them, a deliberate one-pixel difference.
     """
     height, width = flow.shape[:2]
     target_x, target_y = sample_positions(flow)
-    return (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+    return ((target_x >= -margin) & (target_x <= width - 1 + margin)
+            & (target_y >= -margin) & (target_y <= height - 1 + margin))
 
 
-def entering_view(previous: np.ndarray, current: np.ndarray, method: str = "dis-medium") -> np.ndarray:
-    """True where `current` shows what lay outside `previous` (x + w(x) leaves the frame): the
-    view panned or zoomed out onto it. A warp can only smear the border's pixels in there.
-    Within half a pixel of the border a sample is the border pixel's own, not an entering one."""
-    flow = optical_flow(current, previous, method)
-    height, width = flow.shape[:2]
-    target_x, target_y = sample_positions(flow)
-    return (target_x < -0.5) | (target_x > width - 0.5) | (target_y < -0.5) | (target_y > height - 0.5)
+def entering_view(flow: np.ndarray) -> np.ndarray:
+    """True where the current frame shows what lay outside the previous one (`flow`, current →
+    previous, leaves the frame): the view panned or zoomed out onto it. A warp can only smear the
+    border's pixels in there. Within half a pixel of the border a sample is the border pixel's
+    own, not an entering one."""
+    return ~lands_inside_frame(flow, margin=0.5)
 
 
 def forward_backward_consistent(flow: np.ndarray, reverse_at_target: np.ndarray) -> np.ndarray:
@@ -175,10 +175,17 @@ def _squared_norm(vectors: np.ndarray) -> np.ndarray:
     return np.square(vectors[..., 0]) + np.square(vectors[..., 1])
 
 
+def flows_between(previous: np.ndarray, current: np.ndarray, method: str = "dis-medium") -> tuple[np.ndarray, np.ndarray]:
+    """The flow current → previous (where a backward warp onto `current` samples) and previous → current."""
+    return optical_flow(current, previous, method), optical_flow(previous, current, method)
+
+
 def temporal_guide(
-    previous: np.ndarray, current: np.ndarray, previous_stylized: np.ndarray, method: str = "dis-medium"
+    previous: np.ndarray, current: np.ndarray, previous_stylized: np.ndarray, method: str = "dis-medium",
+    flows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The previous stylized frame carried onto the current frame, and where to trust it.
+    """The previous stylized frame carried onto the current frame, and where to trust it;
+    `flows`: flows_between's, when the caller has them (it needs them too).
 
     Carried with Lanczos (8x8) resampling: a chain warps every frame again, and interpolation at
     sub-pixel shifts is a low-pass filter that compounds (on a real clip, a stylized frame carried
@@ -186,6 +193,5 @@ def temporal_guide(
     optimization then repaints the lost texture without regard to the content's edges, and the
     chain drifts away from the content.
     """
-    flow = optical_flow(current, previous, method)
-    reverse_flow = optical_flow(previous, current, method)
+    flow, reverse_flow = flows or flows_between(previous, current, method)
     return warp(previous_stylized, flow, STYLIZED_INTERPOLATION), reliability(flow, reverse_flow)

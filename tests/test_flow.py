@@ -221,6 +221,6 @@ def test_a_pan_brings_the_columns_on_its_leading_side_into_view():
     did not; a chain starts them from the source, not from the border smeared in."""
     wide = load_rgb("kandinsky.jpg", (WIDTH + 6, HEIGHT))
     previous, current = wide[:, :WIDTH], wide[:, 6:]
-    entering = entering_view(previous, current)
+    entering = entering_view(optical_flow(current, previous))
     assert entering[8:-8, -4:].mean() > 0.9  # the new columns (one or two at the edge are estimated in)
     assert not entering[:, :-8].any()

@@ -215,7 +215,7 @@ def test_each_init_mode_starts_a_warm_frame_from_its_image_with_the_warped_guide
     # ... while the start image is what `init` names ...
     expected_start = {"content": now, "previous": stylized_before, "previous-warped": call.guide.warped}[init]
     if init == "previous-warped":  # ... but the columns the view moved onto start from the source
-        entering = flow.entering_view(before, now)
+        entering = flow.entering_view(flow.optical_flow(now, before))
         assert entering[8:-8, :2].all() and not entering[:, 4:].any()
         expected_start = np.where(entering[..., None], now, call.guide.warped)
     assert np.array_equal(np.asarray(call.start), np.asarray(expected_start))
