@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import markdown_table  # noqa: E402
 from pipeline import metrics, video  # noqa: E402
-from pipeline.evaluate import render_settings  # noqa: E402
+from pipeline.evaluate import content_style, render_settings  # noqa: E402
 from pipeline.workdir import WorkDir  # noqa: E402
 
 SAMPLE = REPO / "samples" / "realshort.mp4"
@@ -115,14 +115,10 @@ def against_cold(clip: Path, work: Path, cold: Path, indices: list[int]) -> dict
     size = chain.load(indices[0]).shape[1::-1]
     sources = {i: next(metrics.read_source(clip, i, 1, size, clip)) for i in indices}
     settings = render_settings(chain.read_manifest())
-
-    def content_style(stats: dict) -> float:
-        losses = stats["losses"]
-        return settings["content_weight"] * losses["content"] + settings["style_weight"] * losses["style"]
     structure = {i: (metrics.structure(sources[i], chain.load(i)), metrics.structure(sources[i], baseline.load(i)))
                  for i in indices}
     ours, theirs = chain.read_stats(indices), baseline.read_stats(indices)
-    loss = {i: (content_style(ours[i]), content_style(theirs[i])) for i in indices}
+    loss = {i: (content_style(ours[i], settings), content_style(theirs[i], settings)) for i in indices}
     return {
         "structure ÷ cold": float(np.mean([a for a, _ in structure.values()]) / np.mean([b for _, b in structure.values()])),
         "content+style ÷ cold": float(np.mean([a for a, _ in loss.values()]) / np.mean([b for _, b in loss.values()])),

@@ -153,9 +153,15 @@ def _frame_summary(stats: dict, settings: dict) -> dict:
                "total": losses.get("total"), "evaluations": stats.get("evaluations"),
                "stop_reason": stats.get("stop_reason"), "seconds": stats.get("seconds")}
     if "content_weight" in settings and summary["content"] is not None and summary["style"] is not None:
-        summary["content_style"] = (settings["content_weight"] * summary["content"]
-                                    + settings["style_weight"] * summary["style"])
+        summary["content_style"] = content_style(stats, settings)
     return summary
+
+
+def content_style(stats: dict, settings: dict) -> float:
+    """A frame's content + style loss, weighted with `settings`' weights: what a cold render and a
+    chain are compared on (the temporal term and total variation left out)."""
+    losses = stats["losses"]
+    return settings["content_weight"] * losses["content"] + settings["style_weight"] * losses["style"]
 
 
 def format_evaluation(result: dict) -> str:
