@@ -1,6 +1,6 @@
 """Long shots (issue 9): does a render stay faithful over 144 and 200 frames?
 
-    python benchmarks/long_shots.py [--size 96] [--clips pingpong,panzoom] [--root DIR] [--json J]
+    python benchmarks/long_shots.py [--size 96] [--clips pingpong,panzoom,VIDEO] [--root DIR] [--json J]
 
 Makes two clips from the sample's real footage, both lossless:
 - **ping-pong**: the sample forward, backward, forward, backward (144 frames): real motion, and
@@ -147,7 +147,7 @@ def cold_indices(spec: str, count: int) -> list[int]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--clips", default="pingpong,panzoom")
+    parser.add_argument("--clips", default="pingpong,panzoom", help="pingpong, panzoom, or paths of videos")
     parser.add_argument("--root", type=Path, help="keep the clips and renders here (a rerun resumes them)")
     parser.add_argument("--json", type=Path, help="also write every figure, per frame")
     parser.add_argument("--cold-frames", default="first,middle,last",
@@ -163,7 +163,9 @@ def main(argv=None) -> None:
     rows = []
     for name in args.clips.split(","):
         clip = root / f"{name}.mp4"
-        if not clip.exists():
+        if name not in makers:  # a video of the user's, as it is
+            clip, name = Path(name), Path(name).stem
+        elif not clip.exists():
             write_lossless(clip, makers[name]())
         count = video.probe(clip).frame_count
         work, seconds = render(clip, count, args.size, root, args.extra)

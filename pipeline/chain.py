@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterator
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -185,11 +186,27 @@ def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "li
 
 def _carried_start(warped: np.ndarray, source: np.ndarray, entering: np.ndarray) -> np.ndarray:
     """The previous frames carried onto this one, except where the view moved onto what no earlier
-    frame showed: there the source, as a cold frame starts. Started from the border pixels the
-    warp smears in there, a pan or a zoom out left streaks that 20 evaluations never repainted
-    and every later frame carried on (200-frame pan and zoom: drift 0.868 before, 0.933 now;
-    benchmarks/RESULTS.md)."""
-    return np.where(entering[..., None], source.astype(np.float32), warped.astype(np.float32))
+    frame showed: there the source, in the colours of the stylized pixels beside it.
+    Started from the border pixels the warp smears in there, a pan or a zoom out left streaks that
+    20 evaluations never repainted and every later frame carried on; started from the plain
+    source, it left a pale band with a hard edge, which a zoom out then carried inwards
+    (benchmarks/RESULTS.md, the 200-frame pan and zoom)."""
+    start = warped.astype(np.float32)
+    if entering.any():
+        start[entering] = _in_neighbours_colours(source.astype(np.float32), start, ~entering)[entering]
+    return start
+
+
+def _in_neighbours_colours(source: np.ndarray, painted: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`source` with its local mean colour replaced by that of the `known` pixels of `painted` near
+    it: its detail (what the content loss holds) with no edge of colour or brightness where it
+    meets them. The replacement fades out about two blur widths from the known pixels."""
+    sigma = max(source.shape[:2]) / 16
+    blur = lambda image: cv2.GaussianBlur(image, (0, 0), sigma)  # noqa: E731
+    weight = blur(known.astype(np.float32))
+    nearby = blur(painted * known[..., None]) / np.maximum(weight, 1e-6)[..., None]
+    reach = np.clip(4 * weight, 0, 1)[..., None]  # 1 to 2/3 of sigma from the known pixels, 0.1 at 2 sigma
+    return np.clip(source + reach * (nearby - blur(source)), 0, 255)
 
 
 def _cold(settings, stylizer: Stylizer, source: np.ndarray, notify, why: str) -> FrameResult:

@@ -217,6 +217,25 @@ def test_each_init_mode_starts_a_warm_frame_from_its_image_with_the_warped_guide
     if init == "previous-warped":  # ... but the columns the view moved onto start from the source
         entering = flow.entering_view(flow.optical_flow(now, before))
         assert entering[8:-8, :2].all() and not entering[:, 4:].any()
-        expected_start = np.where(entering[..., None], now, call.guide.warped)
+        expected_start = chain._carried_start(call.guide.warped, now, entering)
     assert np.array_equal(np.asarray(call.start), np.asarray(expected_start))
+
+
+def test_where_the_view_enters_new_ground_the_start_is_the_source_in_its_neighbours_colours():
+    source = np.ascontiguousarray(picture())  # what the view moved onto: real detail, its own colours
+    height, width = source.shape[:2]
+    rng = np.random.default_rng(0)
+    painted = np.clip(rng.normal((40, 60, 160), 12, source.shape), 0, 255).astype(np.float32)  # dark blue strokes
+    entering = np.zeros((height, width), bool)
+    entering[:, -6:] = True  # a pan: new columns at the right
+    start = chain._carried_start(painted, source, entering)
+    assert np.array_equal(start[~entering], painted[~entering])  # carried pixels stay as carried
+    strip, beside = start[:, -6:], painted[:, -20:-6]
+    # no edge of colour where the strip meets the painted frame: its mean is the painting's, not the source's
+    assert np.abs(strip.mean((0, 1)) - beside.mean((0, 1))).max() < 12
+    assert np.abs(source[:, -6:].mean((0, 1)) - beside.mean((0, 1))).max() > 40
+    # ... and it keeps the source's detail, which the content loss will hold
+    detail = lambda image: image - cv2.GaussianBlur(image, (0, 0), 3)  # noqa: E731
+    ours, theirs = detail(start.mean(2))[:, -6:], detail(source.astype(np.float32).mean(2))[:, -6:]
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.8
 
