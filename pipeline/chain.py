@@ -177,7 +177,8 @@ def stylize_frame(job: Job, stylizer: Stylizer, source: np.ndarray, history: "li
     guide = long_term_guide([nearest, *_farther_guides(settings, source, history)])
     start = {"content": source, "previous": history[0].stylized}.get(settings.init)
     if start is None:  # previous-warped
-        start = _carried_start(guide.warped, source, flow.entering_view(flows[0]))
+        unseen = flow.entering_view(flows[0]) & (guide.reliability == 0)  # nor held by a farther frame
+        start = _carried_start(guide.warped, source, unseen)
     if settings.temporal_weight == 0:
         guide = None
     result = stylizer.stylize(source, start, settings.frame_iterations, guide, on_iterate=notify)
@@ -202,7 +203,10 @@ def _in_neighbours_colours(source: np.ndarray, painted: np.ndarray, known: np.nd
     it: its detail (what the content loss holds) with no edge of colour or brightness where it
     meets them. The replacement fades out about two blur widths from the known pixels."""
     sigma = max(source.shape[:2]) / 16
-    blur = lambda image: cv2.GaussianBlur(image, (0, 0), sigma)  # noqa: E731
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+
     weight = blur(known.astype(np.float32))
     nearby = blur(painted * known[..., None]) / np.maximum(weight, 1e-6)[..., None]
     reach = np.clip(4 * weight, 0, 1)[..., None]  # 1 to 2/3 of sigma from the known pixels, 0.1 at 2 sigma

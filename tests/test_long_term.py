@@ -221,6 +221,21 @@ def test_each_init_mode_starts_a_warm_frame_from_its_image_with_the_warped_guide
     assert np.array_equal(np.asarray(call.start), np.asarray(expected_start))
 
 
+def test_ground_the_previous_frame_did_not_show_but_an_earlier_one_did_starts_from_that_frame():
+    earliest = picture()
+    before = shifted(earliest, 3.0)  # the view moved left: columns at the right left the view ...
+    now = earliest  # ... and came back into it
+    painted = [np.ascontiguousarray(shifted(picture("starry-night.jpg"), dx)) for dx in (3.0, 0.0)]
+    stylizer = StubStylizer()
+    history = [Previous(before, painted[0], None), Previous(earliest, painted[1], None)]
+    stylize_frame(job(temporal_frames=2), stylizer, now, history, None)
+    start = np.asarray(stylizer.calls[-1].start)
+    entering = flow.entering_view(flow.optical_flow(now, before))
+    assert entering[8:-8, -3:].all()
+    # the frame two back saw those columns: they start as that frame painted them, not refilled
+    assert np.abs(start[8:-8, -3:] - painted[1][8:-8, -3:].astype(np.float32)).mean() < 6
+
+
 def test_where_the_view_enters_new_ground_the_start_is_the_source_in_its_neighbours_colours():
     source = np.ascontiguousarray(picture())  # what the view moved onto: real detail, its own colours
     height, width = source.shape[:2]
