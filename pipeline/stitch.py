@@ -31,6 +31,7 @@ idempotent, resumable frame by frame, refused while a frame it needs is missing.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Callable
@@ -49,7 +50,7 @@ from .workdir import WorkDir, disk_full_is_an_input_error, stitch_dir
 
 
 # Part of every stitched frame's seed: frames stitched by an earlier method are stitched again.
-STITCH_METHOD = "measured-steps, kept detail"
+STITCH_METHOD = "measured-steps, kept detail, no smear"
 # The detail a stitch target keeps at full contrast: what a blur of 1/DETAIL_SCALE of the frame's
 # long side removes (2 px at 128 px: the strokes' scale, which follows the frame's size).
 DETAIL_SCALE = 64.0
@@ -223,10 +224,29 @@ def stitch_frame(job: Job, stylizer: Stylizer, border: Border, index: int, sourc
     pull-weighted; benchmarks/RESULTS.md). Each warp still pulls only where its flow is reliable.
     The style loss then restores the contrast that a mean of two chains lacks."""
     method, toward_later = job.settings.flow, border.pull(index, reached_before)
-    forward = TemporalGuide(*flow.temporal_guide(sources[index - 1], sources[index], before, method), 1.0 - toward_later)
-    backward = TemporalGuide(*flow.temporal_guide(sources[index + 1], sources[index], after, method), toward_later)
+    forward_flows = flow.flows_between(sources[index - 1], sources[index], method)
+    backward_flows = flow.flows_between(sources[index + 1], sources[index], method)
+    forward = TemporalGuide(*flow.temporal_guide(sources[index - 1], sources[index], before, method, forward_flows),
+                            1.0 - toward_later)
+    backward = TemporalGuide(*flow.temporal_guide(sources[index + 1], sources[index], after, method, backward_flows),
+                             toward_later)
+    forward, backward = each_where_the_other_saw(forward, backward, flow.entering_view(forward_flows[0]),
+                                                 flow.entering_view(backward_flows[0]))
     guide = pulled_between(forward, backward)
     return stylizer.stylize(sources[index], guide.warped, job.settings.frame_iterations, guide, on_iterate=on_iterate)
+
+
+def each_where_the_other_saw(forward: TemporalGuide, backward: TemporalGuide, forward_outside: np.ndarray,
+                             backward_outside: np.ndarray) -> tuple[TemporalGuide, TemporalGuide]:
+    """Where a warp sampled outside its frame (the view had not yet reached, or had left, what
+    this frame shows) it holds only the border's pixels smeared across; there it takes the other
+    warp's pixels, where the other frame saw them. In a pan, the mean of the two warps was
+    otherwise streaked in the strip that enters, and the stitched frame started from the streaks
+    and was pulled toward them."""
+    take_backward = (forward_outside & ~backward_outside)[..., None]
+    take_forward = (backward_outside & ~forward_outside)[..., None]
+    return (dataclasses.replace(forward, warped=np.where(take_backward, backward.warped, forward.warped)),
+            dataclasses.replace(backward, warped=np.where(take_forward, forward.warped, backward.warped)))
 
 
 def pulled_between(forward: TemporalGuide, backward: TemporalGuide) -> TemporalGuide:

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import cli
-from pipeline import losses, metrics, stitch
+from pipeline import flow, losses, metrics, stitch
 from pipeline.images import load_rgb
 from pipeline.stitch import Border, border_between
 from pipeline.stylize import TemporalGuide, combine_guides
@@ -117,6 +117,30 @@ def test_where_the_forward_flow_fails_the_stitch_target_keeps_its_step():
     guide = stitch.pulled_between(TemporalGuide(earlier, unreliable, 0.75), TemporalGuide(later, np.ones((4, 4), np.float32), 0.25))
     np.testing.assert_allclose(guide.warped, 125.0)
     assert guide.reliability[0, 0] == pytest.approx(0.25) and guide.reliability[1, 1] == pytest.approx(1.0)
+
+
+def test_in_a_pan_the_stitch_target_takes_the_strip_entering_the_view_from_the_frame_that_saw_it():
+    """The view moves right 3 px a frame: the current frame's right columns lie outside the frame
+    before (its warp can only smear its last column there) and inside the frame after."""
+    def panned(image, x):  # the view's left edge at x
+        return cv2.warpAffine(image, np.float32([[1, 0, x], [0, 1, 0]]), (128, 96), flags=cv2.WARP_INVERSE_MAP)
+    photo = cv2.resize(load_rgb(SAMPLE_STYLE.parent / "kandinsky.jpg"), (160, 96))
+    painting = cv2.resize(load_rgb(SAMPLE_STYLE), (160, 96))
+    sources, painted = [panned(photo, x) for x in (10, 13, 16)], [panned(painting, x) for x in (10, 13, 16)]
+    forward_flows, backward_flows = (flow.flows_between(sources[k], sources[1]) for k in (0, 2))
+    forward = TemporalGuide(*flow.temporal_guide(sources[0], sources[1], painted[0], flows=forward_flows), 0.5)
+    backward = TemporalGuide(*flow.temporal_guide(sources[2], sources[1], painted[2], flows=backward_flows), 0.5)
+    forward_outside, backward_outside = flow.entering_view(forward_flows[0]), flow.entering_view(backward_flows[0])
+    assert forward_outside[8:-8, -2:].all() and backward_outside[8:-8, :2].all()
+    target = stitch.pulled_between(*stitch.each_where_the_other_saw(forward, backward, forward_outside,
+                                                                    backward_outside)).warped
+    streaked = stitch.pulled_between(forward, backward).warped
+
+    def error(image, columns):
+        return np.abs(image[8:-8, columns].astype(np.float32) - painted[1][8:-8, columns]).mean()
+    for columns in (slice(-3, None), slice(0, 3)):  # the strip entering the view, and the one leaving it
+        assert error(target, columns) < 0.5 * error(streaked, columns)
+        assert error(target, columns) < 2 * error(target, slice(8, -8)) + 4  # as close as the frame's inside
 
 
 def test_the_stitch_target_between_two_stroke_layouts_keeps_their_contrast():
