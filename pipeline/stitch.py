@@ -36,10 +36,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
 
-from . import flow, video
+from . import detail, flow, video
 from .config import Job
 from .errors import InputError
 from .chain import stylizer_for
@@ -262,31 +261,13 @@ def pulled_between(forward: TemporalGuide, backward: TemporalGuide) -> TemporalG
     preset (DeepFlow): texture energy of the stitched frames 0.88 → 0.93 of their neighbours' on
     the cradle GIF, for seam pairs 1.60 → 1.70 of the others'; on the sample 1.14 → 1.16
     (benchmarks/RESULTS.md, "stitch targets that keep the chains' detail")."""
-    forward_weight, backward_weight = forward.weight, backward.weight
-    broad_forward, detail_forward = _split_detail(forward.warped)
-    broad_backward, detail_backward = _split_detail(backward.warped)
-    detail = forward_weight * detail_forward + backward_weight * detail_backward
-    wanted = forward_weight * _local_energy(detail_forward) + backward_weight * _local_energy(detail_backward)
-    gain = np.clip(np.sqrt(wanted / np.maximum(_local_energy(detail), 1e-6)), 1.0, MAX_DETAIL_GAIN)
-    target = forward_weight * broad_forward + backward_weight * broad_backward + gain[..., None] * detail
-    pull = forward_weight * forward.reliability + backward_weight * backward.reliability
-    return TemporalGuide(np.clip(target, 0.0, 255.0).astype(np.float32), pull.astype(np.float32))
-
-
-def _detail_sigma(image: np.ndarray) -> float:
-    return max(image.shape[:2]) / DETAIL_SCALE
-
-
-def _split_detail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The broad colours (a Gaussian blur) and the detail (the rest) of an image."""
-    image = image.astype(np.float32)
-    broad = cv2.GaussianBlur(image, (0, 0), _detail_sigma(image))
-    return broad, image - broad
-
-
-def _local_energy(detail: np.ndarray) -> np.ndarray:
-    """The detail's energy, summed over the channels, averaged over windows twice the blur's width."""
-    return cv2.GaussianBlur(np.square(detail).sum(axis=-1), (0, 0), 2 * _detail_sigma(detail))
+    sigma = max(forward.warped.shape[:2]) / DETAIL_SCALE
+    mean = forward.weight * forward.warped.astype(np.float32) + backward.weight * backward.warped.astype(np.float32)
+    wanted = (forward.weight * detail.energy(forward.warped, sigma, 2 * sigma)
+              + backward.weight * detail.energy(backward.warped, sigma, 2 * sigma))
+    target = detail.with_energy(mean, wanted, sigma, 2 * sigma, MAX_DETAIL_GAIN)
+    pull = forward.weight * forward.reliability + backward.weight * backward.reliability
+    return TemporalGuide(target, pull.astype(np.float32))
 
 
 def stitch_task(job: Job, first: int, on_iterate: Callable[[Iterate], None] | None = None) -> list[int]:
