@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from . import flow, images, video
+from . import detail, flow, images, video
 from .chunks import Chunk
 from .config import Job
 from .errors import InputError, OutOfMemory
@@ -210,7 +210,8 @@ def _in_neighbours_colours(source: np.ndarray, painted: np.ndarray, known: np.nd
     weight = blur(known.astype(np.float32))
     nearby = blur(painted * known[..., None]) / np.maximum(weight, 1e-6)[..., None]
     reach = np.clip(4 * weight, 0, 1)[..., None]  # 1 to 2/3 of sigma from the known pixels, 0.1 at 2 sigma
-    return np.clip(source + reach * (nearby - blur(source)), 0, 255)
+    own_broad, _ = detail.split(source, sigma)
+    return np.clip(source + reach * (nearby - own_broad), 0, 255)
 
 
 def _cold(settings, stylizer: Stylizer, source: np.ndarray, notify, why: str) -> FrameResult:
