@@ -9,8 +9,9 @@ Makes two clips from the sample's real footage, both lossless:
   while the view zooms in to 1.6× and back out.
 Renders each with the default preset and measures with `metrics.evaluate_clip` (DeepFlow, an
 estimator the render does not use): E_warp ÷ the per-pair flow floor, structure mean and drift
-(last quarter ÷ first quarter), texture energy of the last quarter ÷ the first frame's, and the
-evaluations spent. Against a cold baseline (`--init cold`: content start, no temporal loss, the
+(last quarter ÷ first quarter), texture energy of the first frame ÷ the next four's (a chain's
+cold-started first frame should not look crisper than what follows) and of the last quarter ÷ the
+first frame's, and the evaluations spent. Against a cold baseline (`--init cold`: content start, no temporal loss, the
 first frame's budget) of the first, middle and last frames (--cold-frames): the chain's structure
 and content + style loss on those frames ÷ the cold frames'. Prints a table; with --root the
 renders are kept (a rerun resumes them).
@@ -39,7 +40,7 @@ from pipeline.workdir import WorkDir  # noqa: E402
 
 SAMPLE = REPO / "samples" / "realshort.mp4"
 STYLE = REPO / "samples" / "starry-night.jpg"
-COLUMNS = ["clip", "frames", "E_warp ÷ floor", "structure", "drift", "texture last ÷ first",
+COLUMNS = ["clip", "frames", "E_warp ÷ floor", "structure", "drift", "texture first ÷ next 4", "texture last ÷ first",
            "structure ÷ cold", "content+style ÷ cold", "evaluations", "seconds"]
 
 
@@ -133,7 +134,8 @@ def measure(clip: Path, work: Path, frames: int) -> dict:
     stats = WorkDir(work).read_stats(range(frames))
     return {
         "frames": frames, "E_warp ÷ floor": result["ratio_to_floor"], "structure": result["structure"],
-        "drift": result["structure_drift"], "texture last ÷ first": float(np.mean(texture[-quarter:]) / texture[0]),
+        "drift": result["structure_drift"], "texture first ÷ next 4": float(texture[0] / np.mean(texture[1:5])),
+        "texture last ÷ first": float(np.mean(texture[-quarter:]) / texture[0]),
         "evaluations": sum(s["evaluations"] for s in stats.values()),
         "structure_per_frame": result["structure_per_frame"], "texture_per_frame": texture,
     }
