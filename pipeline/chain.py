@@ -30,12 +30,13 @@ from .workdir import ChunkFrames, WorkDir, disk_full_is_an_input_error
 
 def render_frames(
     job: Job, chunk: Chunk, on_progress: ProgressCallback | None = None, job_plan: Plan | None = None,
-    continue_chain: bool = False,
+    continue_chain: bool = False, stylizer: Stylizer | None = None,
 ) -> list[int]:
     """Stylize the chunk's frames (warm-up included) into the work directory; returns the
     indices it rendered. With `continue_chain` the chunk's first frame warm-starts from the
     finished frame before it (a local render resuming); without, it starts cold, so the
-    result does not depend on what other workers have finished (farm and Ray chunks)."""
+    result does not depend on what other workers have finished (farm and Ray chunks).
+    `stylizer`: one made for the job already (side_by_side.py's, shared by several chains)."""
     job_plan = job_plan or plan(job)
     work = ChunkFrames(WorkDir(job.workdir_path), chunk)
     notify = on_progress or ignore
@@ -47,7 +48,7 @@ def render_frames(
     if first is None:
         return []
     with _out_of_memory_is_an_input_error(job, job_plan, first):
-        stylizer = stylizer_for(job, job_plan)
+        stylizer = stylizer or stylizer_for(job, job_plan)
     rendered = []
     reach = history_reach(job.settings.temporal_frames)
     for index, source, history in _frames_with_history(job_plan, work, first, chunk.last, earliest_seed, reach):

@@ -91,12 +91,18 @@ class Settings:
     video_chroma: str = _doc("H.264 chroma: 4:2:0 plays everywhere; 4:4:4 keeps stroke colours steady "
                              "(E_warp 1.09x the frames' against 1.83x) but Apple's players refuse it",
                              ("4:2:0", "4:4:4"), pixels=False)
+    chains: int = _doc("render the clip as this many chunks side by side on this machine, the frames they "
+                       "optimize evaluated through VGG16 as one batch (a GPU renders several frames per step); "
+                       "borders stitched as a farm's; needs optimizer 'scipy-lbfgs'; 1 one chain", before=1)
     ray: str = _doc("render chunks on Ray: '' off, 'local' a cluster on this machine, or a cluster "
                     "address ('auto', 'ray://host:10001'); a bare --ray means local", const="local", pixels=False)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             _check_setting(item, getattr(self, item.name))
+        if self.chains > 1 and self.optimizer != "scipy-lbfgs":
+            raise InputError(f"setting chains: {self.chains} chains batch SciPy's evaluations; optimizer "
+                             f"{self.optimizer!r} optimizes a whole frame on the device alone (use 'scipy-lbfgs')")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in dataclasses.asdict(self).items()}
@@ -121,7 +127,7 @@ def _check_setting(item: dataclasses.Field, value: Any) -> None:
         raise InputError(f"setting {item.name}: {value!r} is not among {', '.join(choices)}")
     if item.name == "scene_cut" and value > 1:
         raise InputError(f"setting scene_cut: {value} is a share of the pixels, at most 1")
-    if item.name in ("chunk_size", "temporal_frames") and value < 1:
+    if item.name in ("chunk_size", "temporal_frames", "chains") and value < 1:
         raise InputError(f"setting {item.name}: {value} must be at least 1")
     if isinstance(value, tuple) and not value and item.name != "content_layers":
         raise InputError(f"setting {item.name}: needs at least one layer")

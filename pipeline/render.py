@@ -1,5 +1,6 @@
-"""The three ways to render a job: the whole clip here (`render`), one farm range
-(`render_range`), and the encoding of finished frames (`assemble_only`).
+"""The three ways to render a job: the whole clip here (`render`: one chain, or with `chains`
+several side by side), one farm range (`render_range`), and the encoding of finished frames
+(`assemble_only`).
 
 The frame loop is chain.py, the work directory workdir.py, the stitch of chunk borders
 stitch.py; Ray is farm.py, which calls this module (never the other way round). The report is
@@ -20,6 +21,7 @@ from .errors import InputError
 from .events import ProgressCallback
 from .outputs import number_ranges
 from .planning import Plan, check_outputs, holding, output_files
+from .side_by_side import render_side_by_side
 from .stitch import stitch_missing
 from .workdir import DamagedFrames, FinalFrames, WorkDir, disk_full_is_an_input_error, remove_stale
 
@@ -27,7 +29,10 @@ from .workdir import DamagedFrames, FinalFrames, WorkDir, disk_full_is_an_input_
 def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     """Render the job's whole range, resuming what is already done, and encode the output."""
     with holding(job, restart) as job_plan:
-        render_frames(job, Chunk(job_plan.start, job_plan.end), on_progress, job_plan, continue_chain=True)
+        if job.settings.chains > 1:
+            render_side_by_side(job, job_plan, on_progress)
+        else:
+            render_frames(job, Chunk(job_plan.start, job_plan.end), on_progress, job_plan, continue_chain=True)
         return assemble(job, job_plan)
 
 

@@ -222,23 +222,26 @@ class Stylizer:
         return {name: losses.gram(features[name]) for name in self.settings.style_layers}
 
     def _loss_and_gradient(self, image: tf.Tensor):
-        s = self.settings
         with tf.GradientTape() as tape:
             tape.watch(image)
-            features = self.extractor(image)
-            terms = {
-                "content": _mean([losses.content_loss(features[n], t) for n, t in self.content_targets.items()]),
-                "style": _mean([losses.style_loss(features[n], g) for n, g in self.style_grams.items()]),
-                "tv": losses.total_variation(image),
-                "temporal": losses.temporal_loss(image, self.warped, self.reliability),
-            }
-            total = (
-                s.content_weight * terms["content"]
-                + s.style_weight * terms["style"]
-                + s.tv_weight * terms["tv"]
-                + s.temporal_weight * terms["temporal"]
-            )
+            terms = self.terms(self.extractor(image), image, self.content_targets, self.warped, self.reliability)
+            total = self.total(terms)
         return total, terms, tape.gradient(total, image)
+
+    def terms(self, features: dict[str, tf.Tensor], image: tf.Tensor, content_targets: dict[str, tf.Tensor],
+              warped: tf.Tensor, reliability: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The loss terms of one image (1, H, W, 3) and its VGG features, unweighted."""
+        return {
+            "content": _mean([losses.content_loss(features[n], t) for n, t in content_targets.items()]),
+            "style": _mean([losses.style_loss(features[n], g) for n, g in self.style_grams.items()]),
+            "tv": losses.total_variation(image),
+            "temporal": losses.temporal_loss(image, warped, reliability),
+        }
+
+    def total(self, terms: dict[str, tf.Tensor]) -> tf.Tensor:
+        s = self.settings
+        return (s.content_weight * terms["content"] + s.style_weight * terms["style"] + s.tv_weight * terms["tv"]
+                + s.temporal_weight * terms["temporal"])
 
     def stylize(
         self,
@@ -300,14 +303,20 @@ class Stylizer:
         return self._at_size[frame_shape]
 
     def _set_targets(self, content_rgb: np.ndarray, guide: TemporalGuide | None) -> None:
-        features = self._content_features(tf.constant(to_caffe(content_rgb)[None]))
+        targets = self.targets(content_rgb, guide)
         for name, target in self.content_targets.items():
-            target.assign(features[name])
+            target.assign(targets[name])
+        self.warped.assign(targets["warped"])
+        self.reliability.assign(targets["reliability"])
+
+    def targets(self, content_rgb: np.ndarray, guide: TemporalGuide | None) -> dict[str, tf.Tensor]:
+        """A frame's content features (by layer name), and its temporal guide's "warped" image and
+        "reliability" (zero where there is no guide), shaped as the loss graph takes them."""
+        features = self._content_features(tf.constant(to_caffe(content_rgb)[None]))
         if guide is None or self.settings.temporal_weight == 0:
-            self.reliability.assign(tf.zeros(self.reliability.shape))
-        else:
-            self.warped.assign(to_caffe(guide.warped)[None])
-            self.reliability.assign(guide.weight * guide.reliability[None, :, :, None].astype(np.float32))
+            return {**features, "warped": tf.zeros(self.shape), "reliability": tf.zeros(self.reliability.shape)}
+        return {**features, "warped": tf.constant(to_caffe(guide.warped)[None], tf.float32),
+                "reliability": tf.constant(guide.weight * guide.reliability[None, :, :, None].astype(np.float32))}
 
     def evaluate(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
         """Total loss, its terms and gradient at a Caffe-space image (1, H, W, 3)."""

@@ -1,0 +1,156 @@
+"""Several chains on one device: the frames they optimize evaluated through VGG16 as one batch.
+
+One frame at a time leaves a large GPU mostly idle. With `chains = N` (side_by_side.py) N chains
+render in threads, each with its own warm-start chain and its own SciPy L-BFGS-B. Each loss
+evaluation a chain asks for waits until every chain that is optimizing a frame at full size has
+posed its image; the images then go through VGG16 together and each chain gets its own loss and
+gradient back. A chain between frames (reading, flow, saving) or at a coarser size of a cold
+frame is not waited for, so the batch is whoever is ready.
+
+Each image's loss has its own content targets and temporal guide, and the batch's total is their
+sum, so each image's gradient is its own frame's: a chain renders what it would render alone,
+to float rounding (tests/test_batch.py).
+
+The device optimizers (optimizer "lbfgs", "adam") run a whole frame inside one compiled call, so
+they cannot wait for other chains between evaluations; batching them needs one optimizer over
+the batch, with a line search per chain. Until then `chains` needs "scipy-lbfgs" (config.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from .stylize import Stylizer, TemporalGuide
+
+
+class Stopped(Exception):
+    """The render is being stopped: a chain waiting for the batch gives up its frame."""
+
+
+class BatchedEvaluations:
+    """Up to `chains` images of `stylizer`'s shape evaluated as one batch, each with its own targets."""
+
+    def __init__(self, stylizer: Stylizer, chains: int):
+        self.stylizer, self.chains = stylizer, chains
+        rows = (chains, *stylizer.shape[1:])
+        self._content = {name: tf.Variable(tf.zeros((chains, *target.shape[1:])), trainable=False)
+                         for name, target in stylizer.content_targets.items()}
+        self._warped = tf.Variable(tf.zeros(rows), trainable=False)
+        self._reliability = tf.Variable(tf.zeros((chains, *stylizer.reliability.shape[1:])), trainable=False)
+        self._evaluate = tf.function(self._losses_and_gradients)  # traced once per batch size
+        self._turn = threading.Condition()
+        self._optimizing: set[int] = set()  # chains whose images a batch waits for
+        self._posed: dict[int, np.ndarray] = {}
+        self._answers: dict[int, tuple[float, dict[str, float], np.ndarray] | Exception] = {}
+        self._stopped = False
+        self.batches = self.images = 0  # evaluations run, and images in them
+        self.building = threading.Lock()  # Keras models are made one at a time
+
+    def chain(self, slot: int) -> "ChainStylizer":
+        return ChainStylizer(self, slot)
+
+    @contextlib.contextmanager
+    def optimizing(self, slot: int) -> Iterator[None]:
+        """While a chain optimizes a frame, every batch waits for its image."""
+        with self._turn:
+            self._optimizing.add(slot)
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._optimizing.discard(slot)
+                self._posed.pop(slot, None)
+                self._turn.notify_all()  # a batch may have been waiting only for this chain
+
+    def set_targets(self, slot: int, targets: dict[str, tf.Tensor]) -> None:
+        with self._turn:  # never while a batch reads them
+            for name, variable in self._content.items():
+                variable.scatter_update(tf.IndexedSlices(targets[name], [slot]))
+            self._warped.scatter_update(tf.IndexedSlices(targets["warped"], [slot]))
+            self._reliability.scatter_update(tf.IndexedSlices(targets["reliability"], [slot]))
+
+    def evaluate(self, slot: int, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
+        """Chain `slot`'s loss, terms and gradient at `image` (1, H, W, 3), once its batch has run."""
+        with self._turn:
+            self._posed[slot] = image
+            while slot not in self._answers:
+                if self._stopped:
+                    raise Stopped
+                if self._optimizing <= self._posed.keys():
+                    self._run_batch()
+                    self._turn.notify_all()
+                else:
+                    self._turn.wait()
+            answer = self._answers.pop(slot)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def stop(self) -> None:
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+
+    def _run_batch(self) -> None:
+        """Every posed image's answer, or the batch's error for each of them to raise."""
+        slots = sorted(self._posed)
+        images = np.concatenate([self._posed.pop(slot) for slot in slots]).astype(np.float32)
+        try:
+            totals, terms, gradients = self._evaluate(tf.constant(images), tf.constant(slots, tf.int32))
+        except Exception as error:  # noqa: BLE001 - out of memory, say: every chain in the batch raises it
+            self._answers.update({slot: error for slot in slots})
+            return
+        self.batches, self.images = self.batches + 1, self.images + len(slots)
+        totals, gradients = totals.numpy(), gradients.numpy()
+        terms = {name: values.numpy() for name, values in terms.items()}
+        for row, slot in enumerate(slots):
+            self._answers[slot] = (float(totals[row]), {name: float(values[row]) for name, values in terms.items()},
+                                   gradients[row:row + 1])
+
+    def _losses_and_gradients(self, images: tf.Tensor, slots: tf.Tensor):
+        """Each image's total and terms, and the gradient of their sum: each image's own gradient."""
+        stylizer = self.stylizer
+        content = {name: tf.gather(variable, slots) for name, variable in self._content.items()}
+        warped, reliability = tf.gather(self._warped, slots), tf.gather(self._reliability, slots)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            features = stylizer.extractor(images)
+            rows = []
+            for row in range(images.shape[0]):
+                one = slice(row, row + 1)
+                rows.append(stylizer.terms({name: f[one] for name, f in features.items()}, images[one],
+                                           {name: t[one] for name, t in content.items()}, warped[one],
+                                           reliability[one]))
+            totals = tf.stack([stylizer.total(terms) for terms in rows])
+            summed = tf.reduce_sum(totals)
+        terms = {name: tf.stack([terms[name] for terms in rows]) for name in rows[0]}
+        return totals, terms, tape.gradient(summed, images)
+
+
+class ChainStylizer(Stylizer):
+    """The shared stylizer as one chain sees it: the same VGG16 and style targets, its frames'
+    targets in its own row of the batch, and its evaluations batched with the other chains'.
+    Its coarser sizes (cold frames) are its own, evaluated alone."""
+
+    def __init__(self, batch: BatchedEvaluations, slot: int):  # no Stylizer.__init__: nothing new is built
+        vars(self).update(vars(batch.stylizer))
+        self._at_size, self._device_optimizer = {}, None
+        self.batch, self.slot = batch, slot
+
+    def stylize(self, *args, **kwargs):
+        with self.batch.optimizing(self.slot):
+            return super().stylize(*args, **kwargs)
+
+    def at_size(self, frame_shape: tuple[int, int]) -> Stylizer:
+        with self.batch.building:
+            return super().at_size(frame_shape)
+
+    def _set_targets(self, content_rgb: np.ndarray, guide: TemporalGuide | None) -> None:
+        self.batch.set_targets(self.slot, self.targets(content_rgb, guide))
+
+    def evaluate(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
+        return self.batch.evaluate(self.slot, image)

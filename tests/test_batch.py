@@ -1,0 +1,81 @@
+"""Several chains on one device (`chains`): batched evaluations give each chain what it would get alone."""
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+import cli
+from pipeline.batch import BatchedEvaluations
+from pipeline.config import make_settings
+from pipeline.errors import InputError
+from pipeline.images import load_rgb
+from pipeline.stylize import Stylizer, TemporalGuide
+
+from conftest import SAMPLE_CLIP, SAMPLE_STYLE, SAMPLE_STYLE_2
+
+SIZE = (48, 64)  # (height, width)
+TINY = ["--size", "64", "--first-frame-iterations", "3", "--frame-iterations", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def stylizer(vgg_weights):
+    style = cv2.resize(load_rgb(SAMPLE_STYLE), (160, 106), interpolation=cv2.INTER_AREA)
+    return Stylizer(make_settings("default", {"stop_window": 0, "coarse_levels": 0}), vgg_weights, style, SIZE)
+
+
+def frame_pair():
+    """Two different frames to optimize, the second with a temporal guide over half of it."""
+    painting = load_rgb(SAMPLE_STYLE_2)
+    first = cv2.resize(painting[:300, :400], SIZE[::-1], interpolation=cv2.INTER_AREA)
+    second = cv2.resize(painting[200:500, 300:700], SIZE[::-1], interpolation=cv2.INTER_AREA)
+    reliability = np.zeros(SIZE, np.float32)
+    reliability[:, : SIZE[1] // 2] = 1
+    guide = TemporalGuide(np.full((*SIZE, 3), 120, np.float32), reliability)
+    return [(first, None), (second, guide)]
+
+
+def test_chains_optimized_together_equal_each_alone(stylizer):
+    alone = [stylizer.stylize(content, content, 8, guide) for content, guide in frame_pair()]
+    batch = BatchedEvaluations(stylizer, 2)
+    together = [None, None]
+
+    def optimize(slot, content, guide):
+        together[slot] = batch.chain(slot).stylize(content, content, 8, guide)
+
+    threads = [threading.Thread(target=optimize, args=(slot, *pair)) for slot, pair in enumerate(frame_pair())]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert batch.images > batch.batches  # some evaluations ran two frames at once
+    for one, other in zip(alone, together):
+        assert one.evaluations == other.evaluations
+        assert other.losses["total"] == pytest.approx(one.losses["total"], rel=1e-3)
+        assert np.abs(one.levels - other.levels).mean() < 0.05
+    assert together[1].losses["temporal"] > 0 and together[0].losses["temporal"] == 0  # each its own guide
+
+
+def test_a_chain_alone_in_its_batch_is_not_kept_waiting(stylizer):
+    content, guide = frame_pair()[1]
+    batch = BatchedEvaluations(stylizer, 3)  # two slots never optimize
+    result = batch.chain(1).stylize(content, content, 4, guide)
+    assert result.evaluations == batch.images == batch.batches >= 4
+
+
+def test_side_by_side_chains_render_the_farms_chunks(tmp_path):
+    """`--chains 2` renders the chunks a farm would (their warm-ups, the stitch) in one process."""
+    common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "--end", 6, *TINY, "--overlap", 2]
+    assert cli.main([str(a) for a in (*common, "-o", tmp_path / "two.mp4", "--chains", 2)]) == 0
+    assert cli.main([str(a) for a in (*common, "-o", tmp_path / "farm.mp4", "--chunk-size", 3, "--frames", "3-5")]) == 0
+    work, farm = tmp_path / "two.work", tmp_path / "farm.work"
+    assert sorted(int(p.stem) for p in (work / "frames").glob("*.png")) == list(range(6))
+    assert sorted(int(p.stem) for p in (work / "stitched" / "000003" / "frames").glob("*.png")) == [1, 2]
+    for index in (3, 4, 5):  # the second chunk, as the farm task renders it alone
+        ours, theirs = (load_rgb(w / "frames" / f"{index:06d}.png").astype(float) for w in (work, farm))
+        assert np.abs(ours - theirs).mean() < 1.0, index
+
+
+def test_chains_need_scipys_optimizer():
+    with pytest.raises(InputError, match="chains"):
+        make_settings("default", {"chains": 2, "optimizer": "lbfgs"})
