@@ -1,7 +1,8 @@
 """Iteration throughput: ms per loss evaluation (forward + input gradient) and achieved GFLOP/s,
 next to a float32 matrix product measured in the same run (the ratio is the figure of merit).
+With --batches, also ms per image when several chains' images are evaluated as one batch (`chains`).
 
-    python benchmarks/iteration_speed.py [--sizes 256,512] [--repeats 10]
+    python benchmarks/iteration_speed.py [--sizes 256,512] [--repeats 10] [--batches 2,4]
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import append_results, markdown_table  # noqa: E402
+from pipeline.batch import BatchedEvaluations  # noqa: E402
 from pipeline.config import VGG16_LAYERS, make_settings  # noqa: E402
 from pipeline.stylize import Stylizer  # noqa: E402
 from pipeline.vgg import to_caffe  # noqa: E402
@@ -54,11 +56,22 @@ def evaluation_seconds(stylizer: Stylizer, image: np.ndarray, repeats: int) -> f
     return (time.perf_counter() - began) / repeats
 
 
+def batched_seconds_per_image(stylizer: Stylizer, image: np.ndarray, chains: int, repeats: int) -> float:
+    batch = BatchedEvaluations(stylizer, chains)
+    images, slots = np.concatenate([image] * chains), list(range(chains))
+    batch.evaluate_rows(images, slots)  # traces the graph
+    began = time.perf_counter()
+    for _ in range(repeats):
+        batch.evaluate_rows(images, slots)
+    return (time.perf_counter() - began) / repeats / chains
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--batches", default="", help="chains per batch to time, e.g. 2,4")
     args = parser.parse_args(argv)
 
     settings = make_settings(args.preset)
@@ -74,14 +87,20 @@ def main(argv=None) -> None:
         # Forward pass plus the gradient with respect to the input: about twice the forward work.
         gflops = 2 * forward_flops(size, size, deepest) / seconds / 1e9
         matmul = matmul_gflops()
-        rows.append({"size": f"{size}×{size}", "ms / evaluation": seconds * 1000, "GFLOP/s": gflops,
+        rows.append({"size": f"{size}×{size}", "batch": 1, "ms / evaluation": seconds * 1000, "GFLOP/s": gflops,
                      "matmul GFLOP/s": matmul, "ratio": gflops / matmul})
         print(rows[-1], flush=True)
-    table = markdown_table(rows, ["size", "ms / evaluation", "GFLOP/s", "matmul GFLOP/s", "ratio"])
+        for chains in (int(b) for b in args.batches.split(",") if b):
+            per_image = batched_seconds_per_image(stylizer, to_caffe(frame)[None], chains, args.repeats)
+            rows.append({"size": f"{size}×{size}", "batch": chains, "ms / evaluation": per_image * 1000,
+                         "GFLOP/s": gflops * seconds / per_image, "ratio": gflops * seconds / per_image / matmul})
+            print(rows[-1], flush=True)
+    table = markdown_table(rows, ["size", "batch", "ms / evaluation", "GFLOP/s", "matmul GFLOP/s", "ratio"])
     print(table)
     append_results("Iteration throughput", table,
                    f"VGG16 up to {deepest} (layers of preset `{args.preset}`), forward + input gradient, "
-                   f"graph mode, mean of {args.repeats}; matmul: NumPy float32 2048×2048.")
+                   f"graph mode, mean of {args.repeats}; matmul: NumPy float32 2048×2048. Batch N: N images "
+                   "in one evaluation (`chains`), ms per image.")
 
 
 if __name__ == "__main__":

@@ -100,16 +100,19 @@ class BatchedEvaluations:
         slots = sorted(self._posed)
         images = np.concatenate([self._posed.pop(slot) for slot in slots]).astype(np.float32)
         try:
-            totals, terms, gradients = self._evaluate(tf.constant(images), tf.constant(slots, tf.int32))
+            totals, terms, gradients = self.evaluate_rows(images, slots)
         except Exception as error:  # noqa: BLE001 - out of memory, say: every chain in the batch raises it
             self._answers.update({slot: error for slot in slots})
             return
         self.batches, self.images = self.batches + 1, self.images + len(slots)
-        totals, gradients = totals.numpy(), gradients.numpy()
-        terms = {name: values.numpy() for name, values in terms.items()}
         for row, slot in enumerate(slots):
             self._answers[slot] = (float(totals[row]), {name: float(values[row]) for name, values in terms.items()},
                                    gradients[row:row + 1])
+
+    def evaluate_rows(self, images: np.ndarray, slots: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Totals, terms and gradients of `images` (one per row) against the targets of `slots`."""
+        totals, terms, gradients = self._evaluate(tf.constant(images), tf.constant(slots, tf.int32))
+        return totals.numpy(), {name: values.numpy() for name, values in terms.items()}, gradients.numpy()
 
     def _losses_and_gradients(self, images: tf.Tensor, slots: tf.Tensor):
         """Each image's total and terms, and the gradient of their sum: each image's own gradient."""
