@@ -93,7 +93,8 @@ class Settings:
                              ("4:2:0", "4:4:4"), pixels=False)
     chains: int = _doc("render the clip as this many chunks side by side on this machine, the frames they "
                        "optimize evaluated through VGG16 as one batch (a GPU renders several frames per step); "
-                       "borders stitched as a farm's; needs optimizer 'scipy-lbfgs'; 1 one chain", before=1)
+                       "borders stitched as a farm's; needs optimizer 'scipy-lbfgs'; 1 one chain (Ray and farm ranges "
+                       "render each chunk as its own task)", before=1)
     ray: str = _doc("render chunks on Ray: '' off, 'local' a cluster on this machine, or a cluster "
                     "address ('auto', 'ray://host:10001'); a bare --ray means local", const="local", pixels=False)
 
