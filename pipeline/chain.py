@@ -59,12 +59,30 @@ def render_frames(
         if work.has(index):
             notify(FrameRejected(index, f"it continued frame {index - 1} as it was before that was rendered again"))
         with _out_of_memory_is_an_input_error(job, job_plan, index):
+            if not history and index > job_plan.start and job.settings.init != "cold":
+                history = [shared_start(job_plan, stylizer, notify)]
             result = stylize_frame(job, stylizer, source, history, notify)
         with disk_full_is_an_input_error(work.path, f"frame {index}"):
             work.save(index, result, seed)
         rendered.append(index)
         notify(FrameDone(index, result))
     return rendered
+
+
+def shared_start(job_plan: Plan, stylizer: Stylizer, notify) -> Previous:
+    """What a chunk's chain starts from when it does not begin the range: the range's first frame
+    rendered cold, as the first chunk renders it, to be carried along the flow onto the chunk's
+    first frame. Started cold there, two chunks' chains placed their strokes differently over the
+    same frames (two local optima), and the stitch of their border had to cross from one layout
+    to the other; on a still shot that crossing was the largest change between frames. Where the
+    flow from the range's first frame does not reach (a scene cut between, or too much motion),
+    the chunk starts cold as before (stylize_frame's scene-cut test)."""
+    frames = video.read_frames(job_plan.info, job_plan.start, job_plan.start + 1, job_plan.size)
+    try:
+        source = next(frames)
+    finally:
+        frames.close()
+    return Previous(source, stylizer.stylize_cold(source, on_iterate=notify).image, None)
 
 
 def _budget(settings, indices: range, trusted: set[int], first: int | None, earliest_seed: int) -> tuple[int, int]:

@@ -3,7 +3,9 @@
 Every frame warm-starts from the previous one, so a chunk that starts cold does not match the
 end of the chunk before it. Each chunk therefore starts `overlap` frames early (its warm-up):
 its chain settles before its own frames, and the stitch of the border (stitch.py) has the
-later chain's frames over the overlap to aim at.
+later chain's frames over the overlap to aim at. Its chain starts from the range's first frame,
+rendered cold as the first chunk renders it and carried along the flow (chain.shared_start), so
+the chains on both sides of a border place their strokes alike.
 """
 from __future__ import annotations
 

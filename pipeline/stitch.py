@@ -22,6 +22,8 @@ sums squared steps, so crossing in n + 1 equal steps adds about D/(n+1)² to eac
 no path from one chain to the other has a smaller sum of squared steps (D/(n+1) over the n + 1
 pairs). Once the steps are equal, a longer overlap (or chains that differ less) is what brings
 the seam pairs down (measured: benchmarks/RESULTS.md, "Chunk borders: the stitch in measured steps").
+Chains now differ less: every chunk's chain starts from the range's first frame carried to it
+(chain.shared_start), which cut D on a still shot sixfold.
 
 Its target keeps the two chains' detail at full contrast (pulled_between), and every stitched
 frame is optimized with the style and content losses too, so it keeps the contrast of a

@@ -8,6 +8,7 @@ import pytest
 import cli
 from pipeline import video
 from pipeline.images import load_rgb
+from pipeline.workdir import WorkDir
 
 import worker_faults
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
@@ -101,6 +102,16 @@ def test_farm_ranges_then_assembly(tmp_path, capsys):
     assert frames_of(work / "stitched" / "000003") == [1, 2]
     info = video.probe(output)
     assert info.frame_count == 6 and info.has_audio and abs(float(info.fps) - 30.02) < 1e-3
+
+
+def test_a_later_chunk_starts_from_the_ranges_first_frame_carried_to_it(tmp_path):
+    """Its first warm-up frame continues the range's first frame, rendered cold as the first chunk
+    renders it and carried along the flow, so the chains on either side of a border paint alike."""
+    work = tmp_path / "farm.work"
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", tmp_path / "farm.mp4", "--end", 6, *TINY, *CHUNKS,
+               "--frames", "3-5") == 0
+    first = WorkDir(work).warmup(3).read_stats([1])[1]
+    assert first["start"] == "warm" and first["evaluations"] <= 3  # the warm budget (2), not the cold one
 
 
 def test_farm_range_outside_the_clip_is_refused(tmp_path, capsys):

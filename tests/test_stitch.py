@@ -173,39 +173,42 @@ def blend_residual(frame, earlier, later) -> float:
 
 
 def test_stitch_waits_for_both_neighbours_is_idempotent_and_is_what_assembly_encodes(tmp_path, capsys, monkeypatch):
+    # The border at 6: the chunk before it starts at 3, after the range's first frame, so the two
+    # chains differ (at 3 the later chain's warm-up would continue frame 0 as the earlier one does).
     output, work = tmp_path / "farm.mp4", tmp_path / "farm.work"
-    common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS]
+    common = [SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 9, *TINY, *CHUNKS]
     assert run(*common, "--frames", "0-2") == 0
-    assert run(*common, "--stitch", 3) == 2  # the later chunk is missing: refused, one line
-    err = capsys.readouterr().err
-    assert "cannot stitch the border at frame 3 yet: frame(s) 3 and warm-up frame(s) 1, 2" in err
-    assert not (work / "stitched").exists()
     assert run(*common, "--frames", "3-5") == 0
-    assert run(*common, "--stitch", 3) == 0
-    stitched = work / "stitched" / "000003" / "frames"
-    assert sorted(p.name for p in stitched.iterdir()) == ["000001.png", "000002.png"]
+    assert run(*common, "--stitch", 6) == 2  # the later chunk is missing: refused, one line
+    err = capsys.readouterr().err
+    assert "cannot stitch the border at frame 6 yet: frame(s) 6 and warm-up frame(s) 4, 5" in err
+    assert not (work / "stitched" / "000006").exists()
+    assert run(*common, "--frames", "6-8") == 0
+    assert run(*common, "--stitch", 6) == 0
+    stitched = work / "stitched" / "000006" / "frames"
+    assert sorted(p.name for p in stitched.iterdir()) == ["000004.png", "000005.png"]
     files = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file() and p.name != ".lock"}
-    assert run(*common, "--stitch", 3) == 0  # a retried farm task changes nothing
+    assert run(*common, "--stitch", 6) == 0  # a retried farm task changes nothing
     assert {p: p.stat().st_mtime_ns for p in files} == files
 
-    (stitched / "000002.png").unlink()  # a task killed before its last frame: resumes there
-    assert run(*common, "--stitch", 3) == 0
-    assert (stitched / "000002.png").stat().st_mtime_ns > files[stitched / "000002.png"]
-    assert (stitched / "000001.png").stat().st_mtime_ns == files[stitched / "000001.png"]
+    (stitched / "000005.png").unlink()  # a task killed before its last frame: resumes there
+    assert run(*common, "--stitch", 6) == 0
+    assert (stitched / "000005.png").stat().st_mtime_ns > files[stitched / "000005.png"]
+    assert (stitched / "000004.png").stat().st_mtime_ns == files[stitched / "000004.png"]
 
     resumed = {p: p.stat().st_mtime_ns for p in stitched.iterdir()}
     monkeypatch.setattr(stitch, "STITCH_METHOD", "a later method")  # frames stitched the old way: again
-    assert run(*common, "--stitch", 3) == 0
+    assert run(*common, "--stitch", 6) == 0
     assert all(p.stat().st_mtime_ns > mtime for p, mtime in resumed.items())
 
     assert run(*common, "--assemble") == 0
-    for index in (1, 2):
+    for index in (4, 5):
         final = load_rgb(work / "final" / f"{index:06d}.png")
         np.testing.assert_array_equal(final, load_rgb(stitched / f"{index:06d}.png"))
-        earlier, later = load_rgb(work / "frames" / f"{index:06d}.png"), load_rgb(work / "warmup" / "000003" / "frames" / f"{index:06d}.png")
+        earlier, later = load_rgb(work / "frames" / f"{index:06d}.png"), load_rgb(work / "warmup" / "000006" / "frames" / f"{index:06d}.png")
         assert blend_residual(final, earlier, later) > 1.0  # a frame of its own, not a cross-fade
         # As much detail as the two chains' own frames: no double exposure. (At 64 px and a few
         # evaluations a cross-fade loses little; benchmarks/seams.py measures it properly.)
         chains = np.mean([metrics.texture_energy(earlier), metrics.texture_energy(later)])
         assert metrics.texture_energy(final) >= 0.9 * chains
-    np.testing.assert_array_equal(load_rgb(work / "final" / "000003.png"), load_rgb(work / "frames" / "000003.png"))
+    np.testing.assert_array_equal(load_rgb(work / "final" / "000006.png"), load_rgb(work / "frames" / "000006.png"))
