@@ -34,8 +34,9 @@ def render_frames(
 ) -> list[int]:
     """Stylize the chunk's frames (warm-up included) into the work directory; returns the
     indices it rendered. With `continue_chain` the chunk's first frame warm-starts from the
-    finished frame before it (a local render resuming); without, it starts cold, so the
-    result does not depend on what other workers have finished (farm and Ray chunks).
+    finished frame before it (a local render resuming); without, it starts from the range's
+    first frame rendered cold and carried to it (shared_start), so the result does not depend
+    on what other workers have finished (farm and Ray chunks).
     `stylizer`: one made for the job already (side_by_side.py's, shared by several chains)."""
     job_plan = job_plan or plan(job)
     work = ChunkFrames(WorkDir(job.workdir_path), chunk)
