@@ -35,11 +35,10 @@ class BatchedEvaluations:
     """Up to `chains` images of `stylizer`'s shape evaluated as one batch, each with its own targets."""
 
     def __init__(self, stylizer: Stylizer, chains: int):
-        self.stylizer, self.chains = stylizer, chains
-        rows = (chains, *stylizer.shape[1:])
+        self.stylizer = stylizer
         self._content = {name: tf.Variable(tf.zeros((chains, *target.shape[1:])), trainable=False)
                          for name, target in stylizer.content_targets.items()}
-        self._warped = tf.Variable(tf.zeros(rows), trainable=False)
+        self._warped = tf.Variable(tf.zeros((chains, *stylizer.shape[1:])), trainable=False)
         self._reliability = tf.Variable(tf.zeros((chains, *stylizer.reliability.shape[1:])), trainable=False)
         self._evaluate = tf.function(self._losses_and_gradients)  # traced once per batch size
         self._turn = threading.Condition()

@@ -78,11 +78,7 @@ def shared_start(job_plan: Plan, stylizer: Stylizer, notify) -> Previous:
     to the other; on a still shot that crossing was the largest change between frames. Where the
     flow from the range's first frame does not reach (a scene cut between, or too much motion),
     the chunk starts cold as before (stylize_frame's scene-cut test)."""
-    frames = video.read_frames(job_plan.info, job_plan.start, job_plan.start + 1, job_plan.size)
-    try:
-        source = next(frames)
-    finally:
-        frames.close()
+    source = first_source_frame(job_plan)
     return Previous(source, stylizer.stylize_cold(source, on_iterate=notify).image, None)
 
 
@@ -271,6 +267,11 @@ def colour_reference(job: Job, job_plan: Plan) -> np.ndarray | None:
     Ray chunk and stitch gets the same style targets (deterministic, whichever runs where)."""
     if job.settings.keep_colors != "histogram":
         return None
+    return first_source_frame(job_plan)
+
+
+def first_source_frame(job_plan: Plan) -> np.ndarray:
+    """The source frame that begins the render's range, at the render's size."""
     frames = video.read_frames(job_plan.info, job_plan.start, job_plan.start + 1, job_plan.size)
     try:
         return next(frames)
