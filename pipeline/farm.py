@@ -50,7 +50,7 @@ def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart
 
 def plan_borders(chunks: list[Chunk], overlap: int) -> dict[Border, tuple[Chunk, Chunk]]:
     """Each border with a stitch, and the two chunks it joins (its stitch waits for both)."""
-    found = {border_between(earlier.first, later.first, overlap): (earlier, later)
+    found = {border_between(chunks[0].first, earlier.first, later.first, overlap): (earlier, later)
              for earlier, later in zip(chunks, chunks[1:])}
     return {border: pair for border, pair in found.items() if border.frames}
 

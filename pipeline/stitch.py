@@ -95,11 +95,15 @@ class Border:
         return f"the border at frame {self.first}"
 
 
-def border_between(earlier_first: int, first: int, overlap: int) -> Border:
-    """The border between the chunks starting at `earlier_first` and `first`. The stitch covers
-    the later chunk's warm-up, but only frames the earlier chunk owns after its own first frame:
-    the stitch starts from a frame of the earlier chain, and frames before the earlier chunk's
-    first belong to the border before it, which has a stitch of its own."""
+def border_between(start: int, earlier_first: int, first: int, overlap: int) -> Border:
+    """The border between the chunks starting at `earlier_first` and `first` (the range starts
+    at `start`). The stitch covers the later chunk's warm-up, but only frames the earlier chunk
+    owns after its own first frame: the stitch starts from a frame of the earlier chain, and
+    frames before the earlier chunk's first belong to the border before it, which has a stitch
+    of its own. Nothing to stitch when the warm-up begins at the range's first frame: the later
+    chain is then the first chunk's chain rendered again, frame by frame the same."""
+    if first - overlap <= start:
+        return Border(first, first)
     return Border(first, max(first - overlap, earlier_first + 1))
 
 
@@ -107,7 +111,7 @@ def border_at(work: WorkDir, start: int, first: int, overlap: int) -> Border:
     """The border before the chunk starting at `first`, the chunk before it found by its warm-up
     folder (farm ranges are not planned ahead; the clip's range starts at `start`)."""
     earlier_first = max((s for s in work.warmup_starts() if s < first), default=start)
-    return border_between(max(earlier_first, start), first, overlap)
+    return border_between(start, max(earlier_first, start), first, overlap)
 
 
 def borders(work: WorkDir, start: int, end: int, overlap: int) -> list[Border]:

@@ -66,10 +66,13 @@ def test_a_guide_weight_scales_its_temporal_term(vgg_weights):
 
 
 def test_a_border_stitches_the_later_chunks_warm_up_within_the_earlier_chunk():
-    assert border_between(0, 12, 6).frames == range(6, 12)
-    assert border_between(0, 12, 12).frames == range(1, 12)  # the earlier chunk's first frame is where it starts
-    assert border_between(10, 12, 6).frames == range(11, 12)
-    assert not border_between(11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
+    assert border_between(0, 0, 12, 6).frames == range(6, 12)
+    assert border_between(0, 0, 12, 11).frames == range(1, 12)  # the earlier chunk's first frame is where it starts
+    assert border_between(0, 10, 12, 6).frames == range(11, 12)
+    assert not border_between(0, 11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
+    # A warm-up from the range's first frame renders the first chunk's chain again: nothing to cross.
+    assert not border_between(0, 0, 12, 12).frames and not border_between(5, 5, 12, 16).frames
+    assert border_between(5, 5, 12, 6).frames == range(6, 12)
     border = Border(12, 6)
     pulls = [border.pull(i, border.progress(i - 1) if i > border.begin else 0.0) for i in border.frames]
     assert pulls == sorted(pulls) and 0 < pulls[0] < 0.2 and pulls[-1] < 1
