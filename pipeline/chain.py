@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -30,14 +30,15 @@ from .workdir import ChunkFrames, WorkDir, disk_full_is_an_input_error
 
 def render_frames(
     job: Job, chunk: Chunk, on_progress: ProgressCallback | None = None, job_plan: Plan | None = None,
-    continue_chain: bool = False, stylizer: Stylizer | None = None,
+    continue_chain: bool = False, stylizer: Stylizer | None = None, start_from: "StartFrom | None" = None,
 ) -> list[int]:
     """Stylize the chunk's frames (warm-up included) into the work directory; returns the
     indices it rendered. With `continue_chain` the chunk's first frame warm-starts from the
     finished frame before it (a local render resuming); without, it starts from the range's
     first frame rendered cold and carried to it (shared_start), so the result does not depend
     on what other workers have finished (farm and Ray chunks).
-    `stylizer`: one made for the job already (side_by_side.py's, shared by several chains)."""
+    `stylizer`: one made for the job already (side_by_side.py's, shared by several chains);
+    `start_from`: what gives that start (shared_start, or side_by_side's one for all chains)."""
     job_plan = job_plan or plan(job)
     work = ChunkFrames(WorkDir(job.workdir_path), chunk)
     notify = on_progress or ignore
@@ -61,7 +62,7 @@ def render_frames(
             notify(FrameRejected(index, f"it continued frame {index - 1} as it was before that was rendered again"))
         with _out_of_memory_is_an_input_error(job, job_plan, index):
             if not history and index > job_plan.start and job.settings.init != "cold":
-                history = [shared_start(job_plan, stylizer, notify)]
+                history = [(start_from or shared_start)(job_plan, stylizer, notify)]
             result = stylize_frame(job, stylizer, source, history, notify)
         with disk_full_is_an_input_error(work.path, f"frame {index}"):
             work.save(index, result, seed)
@@ -70,7 +71,10 @@ def render_frames(
     return rendered
 
 
-def shared_start(job_plan: Plan, stylizer: Stylizer, notify) -> Previous:
+StartFrom = Callable[[Plan, Stylizer, ProgressCallback], "Previous"]
+
+
+def shared_start(job_plan: Plan, stylizer: Stylizer, notify: ProgressCallback) -> Previous:
     """What a chunk's chain starts from when it does not begin the range: the range's first frame
     rendered cold, as the first chunk renders it, to be carried along the flow onto the chunk's
     first frame. Started cold there, two chunks' chains placed their strokes differently over the

@@ -12,7 +12,7 @@ import math
 import threading
 
 from .batch import BatchedEvaluations, Stopped
-from .chain import render_frames, stylizer_for
+from .chain import Previous, render_frames, shared_start, stylizer_for
 from .chunks import Chunk, plan_chunks
 from .config import Job
 from .events import FrameDone, FrameRejected, Progressed, ProgressCallback, Started, ignore
@@ -34,11 +34,12 @@ def render_side_by_side(job: Job, job_plan: Plan, on_progress: ProgressCallback 
     chunks = side_by_side_chunks(job_plan, job.settings.chains, job.settings.warmup_frames)
     batch = BatchedEvaluations(stylizer_for(job, job_plan), len(chunks))
     progress = _FinishedFrames(WorkDir(job.workdir_path), chunks, on_progress or ignore)
+    start_from = _OneSharedStart()
     errors: list[BaseException] = []
 
     def render(slot: int, chunk: Chunk) -> None:
         try:
-            render_frames(job, chunk, progress, job_plan, stylizer=batch.chain(slot))
+            render_frames(job, chunk, progress, job_plan, stylizer=batch.chain(slot), start_from=start_from)
         except Stopped:
             pass
         except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
@@ -56,6 +57,20 @@ def render_side_by_side(job: Job, job_plan: Plan, on_progress: ProgressCallback 
         batch.stop()  # on Ctrl-C: chains waiting for a batch end; the frames they saved stay
     if errors:
         raise errors[0]
+
+
+class _OneSharedStart:
+    """chain.shared_start rendered by the first chain that needs it and handed to the others: the
+    range's first frame cold is the same for every chunk, so N chains need not render it N - 1 times."""
+
+    def __init__(self):
+        self.lock, self.previous = threading.Lock(), None
+
+    def __call__(self, job_plan: Plan, stylizer, notify) -> Previous:
+        with self.lock:  # the others wait here, outside any batch, so no batch waits for them
+            if self.previous is None:
+                self.previous = shared_start(job_plan, stylizer, notify)
+            return self.previous
 
 
 class _FinishedFrames:

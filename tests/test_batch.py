@@ -1,11 +1,13 @@
 """Several chains on one device (`chains`): batched evaluations give each chain what it would get alone."""
 import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 import cli
+from pipeline import side_by_side
 from pipeline.batch import BatchedEvaluations
 from pipeline.config import make_settings
 from pipeline.errors import InputError
@@ -74,6 +76,26 @@ def test_side_by_side_chains_render_the_farms_chunks(tmp_path):
     for index in (3, 4, 5):  # the second chunk, as the farm task renders it alone
         ours, theirs = (load_rgb(w / "frames" / f"{index:06d}.png").astype(float) for w in (work, farm))
         assert np.abs(ours - theirs).mean() < 1.0, index
+
+
+def test_chains_share_one_render_of_the_ranges_first_frame(monkeypatch):
+    """Every chunk but the first starts from the range's first frame rendered cold; with several
+    chains in one process it is rendered once, by whichever chain asks first."""
+    calls = []
+
+    def slow_shared_start(job_plan, stylizer, notify):
+        calls.append(stylizer)
+        time.sleep(0.05)  # the others ask while it renders
+        return f"start rendered by chain {stylizer}"
+
+    monkeypatch.setattr(side_by_side, "shared_start", slow_shared_start)
+    start_from, got = side_by_side._OneSharedStart(), []
+    threads = [threading.Thread(target=lambda slot=slot: got.append(start_from(None, slot, None))) for slot in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and got == [f"start rendered by chain {calls[0]}"] * 3
 
 
 def test_chains_need_scipys_optimizer():
