@@ -69,6 +69,15 @@ class RunResult:
         return [(int(e), float(loss), float(t)) for e, loss, t in zip(self.evaluations, self.losses, self.temporal)]
 
 
+def loss_settled(before, loss, tolerance: float):
+    """The early stop's rule, for Python floats on the host and float64 tensors on the device: the
+    loss fell, by less than `tolerance` of the loss a window `before`. A loss that rose has not
+    settled: Adam's first steps from a warm start raise it, and stopping there ended warm frames
+    after 11 evaluations, 5 % above L-BFGS (L-BFGS never rises, so for it the rule is unchanged)."""
+    fall = before - loss
+    return (fall >= 0) & (fall < tolerance * abs(before))
+
+
 def _dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(a * b)
 
@@ -142,13 +151,13 @@ class DeviceOptimizer:
         return evaluations.stack(), losses.stack(), temporal.stack(), status
 
     def _settled(self, recent: tf.Tensor, loss: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """_Tracker.settled's rule: the loss fell by less than stop_tolerance of the loss a window
-        before (float64, as on the host; NaN where the frame has no loss that far back)."""
+        """_Tracker.settled's rule (loss_settled), in float64 as on the host; NaN where the frame
+        has no loss that far back, which never settles."""
         if self.window == 0:
             return tf.constant(False), recent
         loss = tf.cast(loss, tf.float64)
         before = recent[0]
-        settled = (before - loss) < self.settings.stop_tolerance * tf.abs(before)
+        settled = loss_settled(before, loss, self.settings.stop_tolerance)
         return settled, tf.concat([recent[1:], loss[None]], axis=0)
 
     def evaluate(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

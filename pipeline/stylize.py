@@ -27,7 +27,7 @@ import scipy.optimize
 import tensorflow as tf
 
 from . import images, losses
-from .device_optimizer import DeviceOptimizer
+from .device_optimizer import DeviceOptimizer, loss_settled
 from .events import Iterate, ignore
 from .precision import vgg_policy
 from .config import VGG_MIN_SIDE, Settings
@@ -375,7 +375,7 @@ class _Tracker:
         return total, gradient
 
     def settled(self, loss: float) -> bool:
-        """Record one iteration; True once the loss fell by less than stop_tolerance over stop_window iterations."""
+        """Record one iteration; True once the loss fell, by less than stop_tolerance, over stop_window iterations."""
         return self.iterated(self.evaluations, loss, self.last_terms.get("temporal", 0.0))
 
     def iterated(self, evaluations: int, loss: float, temporal: float) -> bool:
@@ -386,8 +386,7 @@ class _Tracker:
         window, tolerance = self.settings.stop_window, self.settings.stop_tolerance
         if window == 0 or len(self.trace) <= window:
             return False
-        before = self.trace[-window - 1][1]
-        return (before - loss) < tolerance * abs(before)
+        return bool(loss_settled(self.trace[-window - 1][1], loss, tolerance))
 
     def recent_losses(self) -> list[float]:
         return [loss for _, loss, _ in self.trace[-self.settings.stop_window:]] if self.settings.stop_window else []

@@ -4,9 +4,11 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pipeline import chain, planning, render, video
 from pipeline.config import Job, make_settings, parse_style, style_blend
+from pipeline.device_optimizer import loss_settled
 from pipeline.errors import InputError
 from pipeline.files import file_sha256
 from pipeline.images import load_rgb
@@ -112,6 +114,16 @@ def test_early_stop_when_the_loss_settles(vgg_weights, content, style, optimizer
     assert result.stop_reason == "converged"
     assert result.evaluations < 20
     assert len(result.trace) == 4
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_loss_that_rose_over_the_window_has_not_settled(on_device):
+    # Host (floats) and device (float64 tensors) share the rule; Adam's warm starts rise first.
+    value = (lambda x: tf.constant(x, tf.float64)) if on_device else float
+    assert bool(loss_settled(value(10.0), value(9.999), 0.001))  # fell, by less than the tolerance
+    assert not bool(loss_settled(value(10.0), value(9.0), 0.001))  # fell by more
+    assert not bool(loss_settled(value(10.0), value(10.5), 0.001))  # rose
+    assert not bool(loss_settled(value(float("nan")), value(9.0), 0.001))  # no loss a window back
 
 
 def only_temporal_settings(**overrides):
