@@ -117,12 +117,12 @@ def test_early_stop_when_the_loss_settles(vgg_weights, content, style, optimizer
 
 
 @pytest.mark.parametrize("on_device", [False, True])
-def test_a_loss_that_rose_over_the_window_has_not_settled(on_device):
-    # Host (floats) and device (float64 tensors) share the rule; Adam's warm starts rise first.
+def test_the_early_stop_rule_on_host_and_device(on_device):
+    # Host (floats) and device (float64 tensors) share the rule.
     value = (lambda x: tf.constant(x, tf.float64)) if on_device else float
     assert bool(loss_settled(value(10.0), value(9.999), 0.001))  # fell, by less than the tolerance
     assert not bool(loss_settled(value(10.0), value(9.0), 0.001))  # fell by more
-    assert not bool(loss_settled(value(10.0), value(10.5), 0.001))  # rose
+    assert bool(loss_settled(value(10.0), value(10.5), 0.001))  # rose: no progress either
     assert not bool(loss_settled(value(float("nan")), value(9.0), 0.001))  # no loss a window back
 
 
