@@ -96,7 +96,7 @@ def solve(stylizer: Stylizer, problem: Problem) -> Solved:
     """A device optimizer on one frame, with the time its loop spent in the loss."""
     with TimedMethod(stylizer, "_set_targets") as targets:
         result = stylizer.stylize(problem.content, problem.start, problem.budget, problem.guide)
-    return Solved(result, float(stylizer.device_optimizer.evaluation_seconds.numpy()), targets.seconds)
+    return Solved(result, stylizer.device_optimizer.evaluation_seconds, targets.seconds)
 
 
 class TimedMethod:

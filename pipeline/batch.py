@@ -11,9 +11,14 @@ Each image's loss has its own content targets and temporal guide, and the batch'
 sum, so each image's gradient is its own frame's: a chain renders what it would render alone,
 to float rounding (tests/test_batch.py).
 
-The device optimizers (optimizer "lbfgs", "adam") run a whole frame inside one compiled call, so
-they cannot wait for other chains between evaluations; batching them needs one optimizer over
-the batch, with a line search per chain. Until then `chains` needs "scipy-lbfgs" (config.py).
+The device optimizers (optimizer "lbfgs", "adam") make many iterations inside one compiled call,
+so a chain cannot wait for the others between evaluations there. Instead one DeviceOptimizer holds
+a row per chain (device_optimizer.py): each chain asks for a chunk of iterations of its frame,
+and once every optimizing chain has asked, one call runs them all, every step one evaluation of
+the batch, each row with its own line search, history and early stop. The call ends when any
+chain's frame ends, so that chain goes on to its next frame while the others ask again. A row
+whose chain is between frames is evaluated with the batch but not moved (on a GPU a batch of N
+costs little more than one).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
+from .device_optimizer import DeviceOptimizer, Row, RunResult
 from .stylize import Stylizer, TemporalGuide
 
 
@@ -43,14 +49,25 @@ class BatchedEvaluations:
         self._evaluate = tf.function(self._losses_and_gradients)  # traced once per batch size
         self._turn = threading.Condition()
         self._optimizing: set[int] = set()  # chains whose images a batch waits for
-        self._posed: dict[int, np.ndarray] = {}
-        self._answers: dict[int, tuple[float, dict[str, float], np.ndarray] | Exception] = {}
+        self._posed: dict[int, object] = {}  # an image to evaluate, or a device chunk's (budget, losses so far)
+        self._answers: dict[int, object] = {}
         self._stopped = False
-        self.batches = self.images = 0  # evaluations run, and images in them
+        self.batches = self.images = 0  # batches run (evaluations, or device chunks), and images in them
         self.building = threading.Lock()  # Keras models are made one at a time
+        self.chains = chains
+        self._device: DeviceOptimizer | None = None
 
     def chain(self, slot: int) -> "ChainStylizer":
         return ChainStylizer(self, slot)
+
+    def device_row(self, slot: int) -> "BatchedRow":
+        """Chain `slot`'s row of the one device optimizer all chains share, made on first use."""
+        with self.building:
+            if self._device is None:
+                rows = tf.range(self.chains)
+                self._device = DeviceOptimizer(lambda images: self._losses_and_gradients(images, rows),
+                                               self.stylizer.shape, self.stylizer.settings, self.chains)
+        return BatchedRow(self, self._device, slot)
 
     @contextlib.contextmanager
     def optimizing(self, slot: int) -> Iterator[None]:
@@ -74,13 +91,21 @@ class BatchedEvaluations:
 
     def evaluate(self, slot: int, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
         """Chain `slot`'s loss, terms and gradient at `image` (1, H, W, 3), once its batch has run."""
+        return self._in_turn(slot, image, self._run_batch)
+
+    def run_device(self, slot: int, budget: int, recent_losses: list[float]) -> RunResult:
+        """Chain `slot`'s next chunk of device iterations, run with every other optimizing chain's."""
+        return self._in_turn(slot, (budget, recent_losses), self._run_device_chunk)
+
+    def _in_turn(self, slot: int, posed, run_batch):
+        """Pose `slot`'s request and wait for its answer; whichever chain poses last runs the batch."""
         with self._turn:
-            self._posed[slot] = image
+            self._posed[slot] = posed
             while slot not in self._answers:
                 if self._stopped:
                     raise Stopped
                 if self._optimizing <= self._posed.keys():
-                    self._run_batch()
+                    run_batch()
                     self._turn.notify_all()
                 else:
                     self._turn.wait()
@@ -88,6 +113,16 @@ class BatchedEvaluations:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def _run_device_chunk(self) -> None:
+        asked = {slot: self._posed.pop(slot) for slot in sorted(self._posed)}
+        try:
+            results = self._device.run(asked)
+        except Exception as error:  # noqa: BLE001 - as in _run_batch
+            self._answers.update({slot: error for slot in asked})
+            return
+        self.batches, self.images = self.batches + 1, self.images + len(asked)
+        self._answers.update(results)
 
     def stop(self) -> None:
         with self._turn:
@@ -156,3 +191,36 @@ class ChainStylizer(Stylizer):
 
     def evaluate(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
         return self.batch.evaluate(self.slot, image)
+
+    @property
+    def device_optimizer(self) -> Row:
+        return self.batch.device_row(self.slot)
+
+
+class BatchedRow(Row):
+    """A chain's row of the shared device optimizer: its chunks run in the batch's turns, and its
+    row is set and read only between them."""
+
+    def __init__(self, batch: BatchedEvaluations, optimizer: DeviceOptimizer, slot: int):
+        super().__init__(optimizer, slot)
+        self.batch = batch
+
+    def reset(self, start: np.ndarray) -> None:
+        with self.batch._turn:
+            super().reset(start)
+
+    def run(self, budget: int, recent_losses: list[float]) -> RunResult:
+        return self.batch.run_device(self.index, budget, recent_losses)
+
+    @property
+    def evaluations(self) -> int:
+        with self.batch._turn:
+            return super().evaluations
+
+    def best_image(self) -> np.ndarray:
+        with self.batch._turn:
+            return super().best_image()
+
+    def best_terms_and_total(self) -> dict[str, float]:
+        with self.batch._turn:
+            return super().best_terms_and_total()

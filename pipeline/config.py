@@ -93,7 +93,7 @@ class Settings:
                              ("4:2:0", "4:4:4"), pixels=False)
     chains: int = _doc("render the clip as this many chunks side by side on this machine, the frames they "
                        "optimize evaluated through VGG16 as one batch (a GPU renders several frames per step); "
-                       "borders stitched as a farm's; needs optimizer 'scipy-lbfgs'; 1 one chain (Ray and farm ranges "
+                       "borders stitched as a farm's; 1 one chain (Ray and farm ranges "
                        "render each chunk as its own task)", before=1)
     ray: str = _doc("render chunks on Ray: '' off, 'local' a cluster on this machine, or a cluster "
                     "address ('auto', 'ray://host:10001'); a bare --ray means local", const="local", pixels=False)
@@ -101,9 +101,6 @@ class Settings:
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             _check_setting(item, getattr(self, item.name))
-        if self.chains > 1 and self.optimizer != "scipy-lbfgs":
-            raise InputError(f"setting chains: {self.chains} chains batch SciPy's evaluations; optimizer "
-                             f"{self.optimizer!r} optimizes a whole frame on the device alone (use 'scipy-lbfgs')")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: list(v) if isinstance(v, tuple) else v for name, v in dataclasses.asdict(self).items()}

@@ -27,7 +27,7 @@ import scipy.optimize
 import tensorflow as tf
 
 from . import images, losses
-from .device_optimizer import DeviceOptimizer, loss_settled
+from .device_optimizer import DeviceOptimizer, Row, loss_settled, one_row
 from .events import Iterate, ignore
 from .precision import vgg_policy
 from .config import VGG_MIN_SIDE, Settings
@@ -202,7 +202,7 @@ class Stylizer:
         # (benchmarks/optimizers.py), so it is off by default; on a GPU it is unmeasured.
         self._compiled_loss = tf.function(self._loss_and_gradient, jit_compile=settings.xla == "on",
                                           input_signature=[tf.TensorSpec(self.shape, tf.float32)])
-        self._device_optimizer: DeviceOptimizer | None = None
+        self._device_optimizer: Row | None = None
         # Every frame's content targets: compiled, and pruned to the layers they need, this
         # forward pass took ~40 % less time than an eager Keras call (128 px, on a CPU).
         self._content_features = tf.function(lambda image: {n: self.extractor(image)[n] for n in settings.content_layers},
@@ -324,12 +324,12 @@ class Stylizer:
         return float(total), {k: float(v) for k, v in terms.items()}, gradient.numpy()
 
     @property
-    def device_optimizer(self) -> DeviceOptimizer:
+    def device_optimizer(self) -> Row:
         """The in-TensorFlow optimizer of settings.optimizer ("lbfgs", "adam"), made on first use:
         its loop traces the loss once more, which SciPy's optimizer never needs."""
         if self._device_optimizer is None:
             loss = self._compiled_loss if self.settings.xla == "on" else self._loss_and_gradient
-            self._device_optimizer = DeviceOptimizer(loss, self.shape, self.settings)
+            self._device_optimizer = DeviceOptimizer(one_row(loss), self.shape, self.settings).row()
         return self._device_optimizer
 
 
