@@ -49,8 +49,9 @@ def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart
 
 
 def plan_borders(chunks: list[Chunk], overlap: int) -> dict[Border, tuple[Chunk, Chunk]]:
-    """Each border with a stitch, and the two chunks it joins (its stitch waits for both)."""
-    found = {border_between(chunks[0].first, earlier.first, later.first, overlap): (earlier, later)
+    """Each border with a stitch, and the two chunks it joins (its stitch waits for both; a stitch
+    whose later chain turns out to repeat the earlier one has nothing to do, stitch.border_at)."""
+    found = {border_between(earlier.first, later.first, overlap): (earlier, later)
              for earlier, later in zip(chunks, chunks[1:])}
     return {border: pair for border, pair in found.items() if border.frames}
 

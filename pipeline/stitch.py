@@ -95,23 +95,34 @@ class Border:
         return f"the border at frame {self.first}"
 
 
-def border_between(start: int, earlier_first: int, first: int, overlap: int) -> Border:
-    """The border between the chunks starting at `earlier_first` and `first` (the range starts
-    at `start`). The stitch covers the later chunk's warm-up, but only frames the earlier chunk
-    owns after its own first frame: the stitch starts from a frame of the earlier chain, and
-    frames before the earlier chunk's first belong to the border before it, which has a stitch
-    of its own. Nothing to stitch when the warm-up begins at the range's first frame: the later
-    chain is then the first chunk's chain rendered again, frame by frame the same."""
-    if first - overlap <= start:
-        return Border(first, first)
+def border_between(earlier_first: int, first: int, overlap: int) -> Border:
+    """The border between the chunks starting at `earlier_first` and `first`. The stitch covers
+    the later chunk's warm-up, but only frames the earlier chunk owns after its own first frame:
+    the stitch starts from a frame of the earlier chain, and frames before the earlier chunk's
+    first belong to the border before it, which has a stitch of its own."""
     return Border(first, max(first - overlap, earlier_first + 1))
 
 
 def border_at(work: WorkDir, start: int, first: int, overlap: int) -> Border:
     """The border before the chunk starting at `first`, the chunk before it found by its warm-up
-    folder (farm ranges are not planned ahead; the clip's range starts at `start`)."""
+    folder (farm ranges are not planned ahead; the clip's range starts at `start`). Nothing to
+    stitch where the later chain repeats the earlier one over the border (repeats_earlier_chain)."""
     earlier_first = max((s for s in work.warmup_starts() if s < first), default=start)
-    return border_between(start, max(earlier_first, start), first, overlap)
+    border = border_between(max(earlier_first, start), first, overlap)
+    if first - overlap <= start and repeats_earlier_chain(work, border):
+        return Border(first, first)
+    return border
+
+
+def repeats_earlier_chain(work: WorkDir, border: Border) -> bool:
+    """Whether the later chunk's warm-up frames over the border are the earlier chain's, byte for
+    byte. A warm-up that begins at the range's first frame renders the first chunk's chain again:
+    rendered alone (a farm or Ray task) it is the same, frame for frame, and there is nothing to
+    cross. Rendered beside it in one batch (`chains`), rounding in the batched evaluations sets the
+    two cold first frames apart (8.8-10.9 levels mean on the cradle GIF at 128 px), so there the
+    border is stitched like any other."""
+    later = work.warmup(border.first)
+    return all(work.has(i) and later.has(i) and work.checksum(i) == later.checksum(i) for i in border.frames)
 
 
 def borders(work: WorkDir, start: int, end: int, overlap: int) -> list[Border]:

@@ -7,8 +7,9 @@ import tensorflow as tf
 import cli
 from pipeline import flow, losses, metrics, stitch
 from pipeline.images import load_rgb
-from pipeline.stitch import Border, border_between
-from pipeline.stylize import TemporalGuide, combine_guides
+from pipeline.stitch import Border, border_at, border_between
+from pipeline.stylize import FrameResult, TemporalGuide, combine_guides
+from pipeline.workdir import WorkDir
 
 from conftest import SAMPLE_CLIP, SAMPLE_STYLE
 
@@ -66,16 +67,37 @@ def test_a_guide_weight_scales_its_temporal_term(vgg_weights):
 
 
 def test_a_border_stitches_the_later_chunks_warm_up_within_the_earlier_chunk():
-    assert border_between(0, 0, 12, 6).frames == range(6, 12)
-    assert border_between(0, 0, 12, 11).frames == range(1, 12)  # the earlier chunk's first frame is where it starts
-    assert border_between(0, 10, 12, 6).frames == range(11, 12)
-    assert not border_between(0, 11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
-    # A warm-up from the range's first frame renders the first chunk's chain again: nothing to cross.
-    assert not border_between(0, 0, 12, 12).frames and not border_between(5, 5, 12, 16).frames
-    assert border_between(5, 5, 12, 6).frames == range(6, 12)
+    assert border_between(0, 12, 6).frames == range(6, 12)
+    assert border_between(0, 12, 12).frames == range(1, 12)  # the earlier chunk's first frame is where it starts
+    assert border_between(10, 12, 6).frames == range(11, 12)
+    assert not border_between(11, 12, 6).frames  # a one-frame chunk before: nothing to stitch
     border = Border(12, 6)
     pulls = [border.pull(i, border.progress(i - 1) if i > border.begin else 0.0) for i in border.frames]
     assert pulls == sorted(pulls) and 0 < pulls[0] < 0.2 and pulls[-1] < 1
+
+
+def test_no_stitch_only_where_the_later_chain_repeats_the_earlier_one(tmp_path):
+    """A warm-up from the range's first frame is skipped only if its frames are the earlier
+    chain's, byte for byte (a farm task); batched beside it (`chains`) they are not."""
+    work = WorkDir(tmp_path)
+    later = work.warmup(6)
+    for folder in (work.path, later.path):
+        (folder / "frames").mkdir(parents=True)
+        (folder / "stats").mkdir()
+
+    def frame(value):
+        return FrameResult(np.full((8, 8, 3), value, np.float32), {}, 1, "budget")
+
+    for index in range(6):
+        work.save(index, frame(index))
+        later.save(index, frame(index))
+    assert not border_at(work, 0, 6, 6).frames  # the same chain: nothing to cross
+    assert border_at(work, 0, 6, 5).frames == range(1, 6)  # a warm-up after the range's first frame: stitched
+    later.save(3, frame(100))  # the later chain set apart (rounding in a batch)
+    assert border_at(work, 0, 6, 6).frames == range(1, 6)
+    later.save(3, frame(3))
+    later.discard_frame(5)  # not rendered yet: stitched, so the stitch waits for it
+    assert border_at(work, 0, 6, 6).frames == range(1, 6)
 
 
 def test_the_pulls_take_equal_steps_from_the_earlier_chain_to_the_later():
