@@ -118,9 +118,9 @@ def repeats_earlier_chain(work: WorkDir, border: Border) -> bool:
     """Whether the later chunk's warm-up frames over the border are the earlier chain's, byte for
     byte. A warm-up that begins at the range's first frame renders the first chunk's chain again:
     rendered alone (a farm or Ray task) it is the same, frame for frame, and there is nothing to
-    cross. Rendered beside it in one batch (`chains`), rounding in the batched evaluations sets the
-    two cold first frames apart (8.8-10.9 levels mean on the cradle GIF at 128 px), so there the
-    border is stitched like any other."""
+    cross. Rendered beside it (`chains`), float rounding differs between the two chains
+    and their cold first frames end apart (8.8-10.9 levels mean on the cradle GIF at 128 px), so
+    there the border is stitched like any other."""
     later = work.warmup(border.first)
     return all(work.has(i) and later.has(i) and work.checksum(i) == later.checksum(i) for i in border.frames)
 
