@@ -93,7 +93,7 @@ def test_no_stitch_only_where_the_later_chain_repeats_the_earlier_one(tmp_path):
         later.save(index, frame(index))
     assert not border_at(work, 0, 6, 6).frames  # the same chain: nothing to cross
     assert border_at(work, 0, 6, 5).frames == range(1, 6)  # a warm-up after the range's first frame: stitched
-    later.save(3, frame(100))  # the later chain set apart (rounding in a batch)
+    later.save(3, frame(100))  # the later chain set apart (by rounding, with --chains)
     assert border_at(work, 0, 6, 6).frames == range(1, 6)
     later.save(3, frame(3))
     later.discard_frame(5)  # not rendered yet: stitched, so the stitch waits for it
