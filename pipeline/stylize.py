@@ -375,7 +375,8 @@ class _Tracker:
         return total, gradient
 
     def settled(self, loss: float) -> bool:
-        """Record one iteration; True once the loss fell by less than stop_tolerance (or rose) over stop_window iterations."""
+        """Record one iteration; True once the loss fell by less than stop_tolerance (or rose) over
+        stop_window iterations."""
         return self.iterated(self.evaluations, loss, self.last_terms.get("temporal", 0.0))
 
     def iterated(self, evaluations: int, loss: float, temporal: float) -> bool:
