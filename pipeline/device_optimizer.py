@@ -106,8 +106,7 @@ def _update_rows(variable: tf.Variable, rows: tf.Tensor, values: tf.Tensor) -> N
 
 
 def _assign_row(variable: tf.Variable, row: int, value) -> None:
-    """variable[row] = value as a whole-variable assign: a scatter would put the variable in the
-    mode where TensorFlow copies it on every later whole read (see _History)."""
+    """variable[row] = value, as a frame begins (on the host, outside the compiled loop)."""
     value = tf.convert_to_tensor(value, variable.dtype)
     variable.assign(tf.tensor_scatter_nd_update(variable, [[row]], tf.reshape(value, (1, *variable.shape[1:]))))
 
