@@ -3,11 +3,13 @@ equal budget, wall time, and the share of wall time spent outside the loss evalu
 
     python benchmarks/optimizers.py [--frames 3] [--size 128] [--first 100] [--later 20]
                                     [--optimizers lbfgs,adam] [--xla off] [--no-early-stop] [--record]
+                                    [--video V] [--style S] [--cold-at 0,12,24]
 
 SciPy's L-BFGS-B ("scipy-lbfgs") renders the chain first, cold first frame then warm frames
 along the flow with the temporal loss, as a render does; every optimizer then solves exactly
 the frames SciPy's chain posed (same content, start image, guide and budget), so losses compare
-frame by frame. Evaluation time: SciPy's is timed on the host around Stylizer.evaluate (the
+frame by frame. With --cold-at, each frame listed is instead the first of its own chain (a cold
+frame, after its coarse levels), so cold frames of several clips and styles can be compared. Evaluation time: SciPy's is timed on the host around Stylizer.evaluate (the
 graph call and the copies to NumPy); the device optimizers' by tf.timestamp around the loss
 inside their loop. Wall time is the whole Stylizer.stylize call (targets set, optimization,
 result read back), after a warm-up frame has traced every graph; "targets excluded" leaves out
@@ -169,6 +171,12 @@ def read_sources(job: Job, frames: int) -> list[np.ndarray]:
     return list(video.read_frames(job_plan.info, 0, frames, job_plan.size))
 
 
+def cold_problems(job: Job, sources: list[np.ndarray]) -> tuple[list[Problem], list[Solved]]:
+    """Each source as the first frame of its own SciPy chain: its full-size cold problem."""
+    posed = [reference_chain(job, [source]) for source in sources]
+    return [problems[-1] for problems, _ in posed], [solutions[-1] for _, solutions in posed]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=3)
@@ -181,15 +189,22 @@ def main(argv=None) -> None:
     parser.add_argument("--no-early-stop", action="store_true",
                         help="stop_window 0: every frame spends its budget, so optimizers compare by evaluations alone")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--video", type=Path, default=CLIP)
+    parser.add_argument("--style", type=Path, default=STYLE)
+    parser.add_argument("--cold-at", default="",
+                        help="frame indices, each solved cold as a chain's first frame (instead of one chain)")
     args = parser.parse_args(argv)
+    cold_at = [int(index) for index in args.cold_at.split(",") if index]
 
     overrides = {"size": args.size, "first_frame_iterations": args.first, "frame_iterations": args.later,
                  "optimizer": REFERENCE, "xla": "off", **({"stop_window": 0} if args.no_early_stop else {})}
     settings = make_settings(args.preset, overrides)
-    job = Job(video=CLIP, style=STYLE, settings=settings)
-    sources = read_sources(job, args.frames)
-    problems, reference = reference_chain(job, sources)
-    rows = [row(REFERENCE, "off", i, p, s, r) for i, (p, s, r) in enumerate(zip(problems, reference, reference))]
+    job = Job(video=args.video, style=args.style, settings=settings)
+    sources = read_sources(job, max(cold_at) + 1 if cold_at else args.frames)
+    problems, reference = (cold_problems(job, [sources[i] for i in cold_at]) if cold_at
+                           else reference_chain(job, sources))
+    frames = cold_at or range(len(problems))
+    rows = [row(REFERENCE, "off", i, p, s, r) for i, p, s, r in zip(frames, problems, reference, reference)]
     totals = [total_row(REFERENCE, "off", rows, reference)]
     for name in args.optimizers.split(","):
         for xla in args.xla.split(","):
@@ -197,14 +212,16 @@ def main(argv=None) -> None:
             stylizer = chain.stylizer_for(variant, planning.plan(variant))
             traced = warm_up(stylizer, sources[0])
             solved = [solve(stylizer, problem) for problem in problems]
-            variant_rows = [row(name, xla, i, p, s, r) for i, (p, s, r) in enumerate(zip(problems, solved, reference))]
+            variant_rows = [row(name, xla, i, p, s, r) for i, p, s, r in zip(frames, problems, solved, reference)]
             rows += variant_rows
             totals.append(total_row(name, xla, variant_rows, solved))
             print(f"{name} xla {xla}: warm-up (tracing) {traced:.1f} s", flush=True)
     width, height = planning.plan(job).size
     table = markdown_table(rows + totals, COLUMNS)
-    note = (f"{args.frames} frames of {CLIP.name} at {width}x{height}, style {STYLE.name}, preset `{args.preset}`: "
-            f"the first cold with {args.first} evaluations, then warm with {args.later}"
+    posed = (f"frames {args.cold_at} of {args.video.name}, each cold (the first of its own chain) with {args.first} evaluations"
+             if cold_at else f"{args.frames} frames of {args.video.name}, the first cold with {args.first} evaluations, "
+             f"then warm with {args.later}")
+    note = (f"{posed}, at {width}x{height}, style {args.style.name}, preset `{args.preset}`"
             f"{' (no early stop)' if args.no_early_stop else ''}; every optimizer solves the "
             f"frames SciPy's chain posed. Outside evaluation: wall time of Stylizer.stylize minus the time in the loss.")
     print(f"{machine()}; {provenance()}\n{note}\n\n{table}")

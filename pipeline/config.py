@@ -29,7 +29,7 @@ VGG16_LAYERS = tuple(
     for conv in range(1, convs + 1)
 )
 VGG_MIN_SIDE = 32  # VGG16's five poolings need at least this many pixels per side
-OPTIMIZERS = ("lbfgs", "scipy-lbfgs", "adam")
+OPTIMIZERS = ("auto", "lbfgs", "scipy-lbfgs", "adam")
 XLA = ("off", "on")
 INITS = ("content", "previous", "previous-warped", "cold")
 FLOW_METHODS = ("dis-fast", "dis-medium", "farneback")
@@ -61,7 +61,8 @@ class Settings:
                             "render's first frame; '' off; a bare --keep-colors means luminance",
                             KEEP_COLORS, const="luminance", before="")
     optimizer: str = _doc("optimizer of the stylized image: 'lbfgs' and 'adam' run in TensorFlow, many iterations "
-                          "per call; 'scipy-lbfgs' is SciPy's L-BFGS-B on the host, copying the image out at every evaluation",
+                          "per call; 'scipy-lbfgs' is SciPy's L-BFGS-B on the host, copying the image out at every "
+                          "evaluation; 'auto' is 'lbfgs' where TensorFlow sees a GPU, 'scipy-lbfgs' on a CPU",
                           OPTIMIZERS)
     xla: str = _doc("compile the loss and its gradient with XLA (jit_compile); slower on a CPU (an evaluation "
                     "took 1.27x as long at 128 px, 1.08x at 256 px), unmeasured on a GPU", XLA, pixels=False)

@@ -23,6 +23,16 @@ def rendering_device() -> str:
     to the CPU takes hours where minutes were expected."""
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return "rendering on the CPU (no GPU visible to TensorFlow; on Linux with an NVIDIA driver: pip install -e \".[gpu]\")"
+        return ("rendering on the CPU (no GPU visible to TensorFlow; on Linux with an NVIDIA driver: "
+                "pip install -e \".[gpu]\"); optimizer 'auto' is SciPy's L-BFGS-B")
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
-    return "rendering on " + ", ".join(names)
+    return "rendering on " + ", ".join(names) + "; optimizer 'auto' is L-BFGS on the GPU"
+
+
+def chosen_optimizer(optimizer: str) -> str:
+    """`optimizer`, with "auto" made concrete. On a GPU, SciPy's L-BFGS-B would copy the image to
+    the host and back at every evaluation; the device L-BFGS matches its losses at equal evaluations
+    (benchmarks/RESULTS.md, "Optimizers"). On a CPU SciPy's stays: every quality figure was measured with it."""
+    if optimizer != "auto":
+        return optimizer
+    return "lbfgs" if tf.config.list_physical_devices("GPU") else "scipy-lbfgs"

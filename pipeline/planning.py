@@ -109,7 +109,7 @@ def manifest(job: Job, job_plan: Plan) -> dict:
             "size": list(job_plan.size),
             "fps": str(job_plan.info.fps),
             "weights": {"sha256": weights.sha256},
-            "settings": job.settings.frame_settings(),
+            "settings": {**job.settings.frame_settings(), "optimizer": _chosen_optimizer(job.settings.optimizer)},
         },
         "optimizer_names": 2,  # "lbfgs" is the device optimizer; before, it was SciPy's (workdir.read_manifest)
         # Where the files were last seen, for people reading the report.
@@ -118,6 +118,14 @@ def manifest(job: Job, job_plan: Plan) -> dict:
                      if len(job.style) > 1 else {}),
                   "weights": weights.source},
     }
+
+
+def _chosen_optimizer(optimizer: str) -> str:
+    """The optimizer that renders, "auto" made concrete: frames rendered with SciPy's before
+    "auto" was the default resume under it on a CPU, and a GPU's render is not mistaken for them."""
+    from .devices import chosen_optimizer  # TensorFlow, only once a render is planned
+
+    return chosen_optimizer(optimizer)
 
 
 def video_sha256(info: video.VideoInfo) -> str:

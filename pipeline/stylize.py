@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from . import images, losses
 from .device_optimizer import DeviceOptimizer, Row, loss_settled, one_row
+from .devices import chosen_optimizer
 from .events import Iterate, ignore
 from .precision import vgg_policy
 from .config import VGG_MIN_SIDE, Settings
@@ -181,7 +182,7 @@ class Stylizer:
     def __init__(self, settings: Settings, weights: VGGWeights, style: np.ndarray | Sequence[StyleImage],
                  frame_shape: tuple[int, int], style_name: str | os.PathLike = "style",
                  colour_reference: np.ndarray | None = None):
-        self.settings = settings
+        self.settings = settings = dataclasses.replace(settings, optimizer=chosen_optimizer(settings.optimizer))
         self.shape = (1, *frame_shape, 3)
         self._made_from = (weights, style, style_name, colour_reference)
         self._at_size: dict[tuple[int, int], Stylizer] = {}

@@ -1,5 +1,5 @@
-"""How TensorFlow is set up: its CPU allocator, and `precision` (VGG features in bfloat16 where
-a GPU has it, float32 with a note elsewhere)."""
+"""How TensorFlow is set up: its CPU allocator, `precision` (VGG features in bfloat16 where
+a GPU has it, float32 with a note elsewhere), and the optimizer 'auto' picks."""
 import os
 import subprocess
 import sys
@@ -8,8 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 import cli
-from pipeline import losses, precision
+from pipeline import devices, losses, precision
+from pipeline.config import make_settings
 from pipeline.precision import mixed_policy_for
+from pipeline.stylize import Stylizer
 from pipeline.vgg import feature_extractor, to_caffe
 
 from conftest import SAMPLE_CLIP, SAMPLE_STYLE
@@ -21,6 +23,16 @@ def test_mixed_precision_is_taken_only_where_every_gpu_has_bfloat16():
     assert policy == "float32" and "needs a GPU" in note
     policy, note = mixed_policy_for((("NVIDIA H200", (9, 0)), ("Tesla T4", (7, 5))))
     assert policy == "float32" and "Tesla T4 (7.5)" in note and "H200" not in note
+
+
+def test_auto_keeps_the_optimizer_on_a_gpu_and_scipys_on_a_cpu(monkeypatch, vgg_weights):
+    settings = make_settings("default", {"size": 64})
+    assert settings.optimizer == "auto"
+    style = np.full((64, 64, 3), 128, np.uint8)
+    assert Stylizer(settings, vgg_weights, style, (48, 64)).settings.optimizer == "scipy-lbfgs"  # no GPU here
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert devices.chosen_optimizer("auto") == "lbfgs"
+    assert devices.chosen_optimizer("scipy-lbfgs") == "scipy-lbfgs" and devices.chosen_optimizer("adam") == "adam"
 
 
 def test_bfloat16_features_and_their_gradient_follow_float32s(vgg_weights):

@@ -270,3 +270,15 @@ def test_manifests_before_the_device_optimizer_read_lbfgs_as_scipys(tmp_path, na
     manifest = {"identity": {"settings": {"optimizer": recorded}}, **({"optimizer_names": names} if names else {})}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert workdir.WorkDir(tmp_path).read_manifest()["identity"]["settings"]["optimizer"] == read_as
+
+
+def test_a_render_begun_with_scipys_optimizer_resumes_under_auto_on_a_cpu(tmp_path, capsys):
+    # "auto" became the default after renders had recorded "scipy-lbfgs": on a CPU it is the same render.
+    out, work = tmp_path / "shot.%04d.png", tmp_path / "shot.work"
+    args = [str(SAMPLE_CLIP), "--style", str(SAMPLE_STYLE), "-o", str(out), *FAST]
+    assert cli.main([*args, "--end", "1", "--optimizer", "scipy-lbfgs"]) == 0, capsys.readouterr().err
+    first = (work / "frames" / "000000.png").stat().st_mtime_ns
+    assert cli.main([*args, "--end", "2"]) == 0, capsys.readouterr().err
+    assert "1 already done" in capsys.readouterr().err
+    assert (work / "frames" / "000000.png").stat().st_mtime_ns == first
+    assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == "scipy-lbfgs"
