@@ -25,10 +25,12 @@ losses at equal evaluations within 0.03 % over a 100-evaluation cold frame and 2
 warm frames, with 2.7 % of the optimizer's time outside the loss (SciPy 40 %); a whole render
 was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). Early in a
 cold frame whose source has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher
-after 20 evaluations at 128 px, 9 % after 10 at 256 px. L-BFGS-B's Cauchy point and subspace
-minimization treat pixels at a bound better than projection with a masked two-loop does; on
-the same frame with no clipped pixels this one was ahead. Masking the pairs to free pixels, or
-not masking the direction, did not close the gap.
+after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of two clips it ended
+0.24 % above SciPy on average. On the same frame with no clipped pixels this one was ahead.
+Masking the pairs to free pixels, not masking the direction, L-BFGS-B's subspace step, and
+L-BFGS-B's Cauchy point with it (which matched SciPy's first iterations) did not close the gap
+beyond the frame-to-frame spread; the last made frames 1.3-1.7x slower (benchmarks/RESULTS.md,
+"Optimizers: cold frames").
 """
 from __future__ import annotations
 
