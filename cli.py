@@ -335,11 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline import jobs, planning, render
     from pipeline.devices import rendering_device
 
-    print(rendering_device(), file=sys.stderr)
-
     job = None
     try:
         job = job_from_args(args)
+        print(rendering_device(job.settings.optimizer), file=sys.stderr)
         announce_sequence_rate(job)
         if args.frames:
             with reporter(args.quiet) as progress:

@@ -18,21 +18,25 @@ def take_gpu_memory_as_needed() -> None:
             return
 
 
-def rendering_device() -> str:
+def rendering_device(optimizer: str | None = None) -> str:
     """What TensorFlow will render on, for the log's first line: a render that silently fell back
-    to the CPU takes hours where minutes were expected."""
+    to the CPU takes hours where minutes were expected. With the `optimizer` setting, which one runs."""
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return ("rendering on the CPU (no GPU visible to TensorFlow; on Linux with an NVIDIA driver: "
-                "pip install -e \".[gpu]\"); optimizer 'auto' is SciPy's L-BFGS-B")
-    names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
-    return "rendering on " + ", ".join(names) + "; optimizer 'auto' is L-BFGS on the GPU"
+        line = "rendering on the CPU (no GPU visible to TensorFlow; on Linux with an NVIDIA driver: pip install -e \".[gpu]\")"
+    else:
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+        line = "rendering on " + ", ".join(names)
+    if optimizer is None:
+        return line
+    return f"{line}; optimizer {chosen_optimizer(optimizer)}{' (auto)' if optimizer == 'auto' else ''}"
 
 
 def chosen_optimizer(optimizer: str) -> str:
     """`optimizer`, with "auto" made concrete. On a GPU, SciPy's L-BFGS-B would copy the image to
-    the host and back at every evaluation; the device L-BFGS matches its losses at equal evaluations
-    (benchmarks/RESULTS.md, "Optimizers"). On a CPU SciPy's stays: every quality figure was measured with it."""
+    the host and back at every evaluation; the device L-BFGS ties it on warm frames and is about 3
+    evaluations in 100 behind on cold ones (benchmarks/RESULTS.md, "Optimizers"). A CPU keeps
+    SciPy's: every quality figure in RESULTS was measured with it."""
     if optimizer != "auto":
         return optimizer
     return "lbfgs" if tf.config.list_physical_devices("GPU") else "scipy-lbfgs"
