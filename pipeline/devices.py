@@ -32,11 +32,14 @@ def rendering_device(optimizer: str | None = None) -> str:
     return f"{line}; optimizer {chosen_optimizer(optimizer)}{' (auto)' if optimizer == 'auto' else ''}"
 
 
-def chosen_optimizer(optimizer: str) -> str:
+def chosen_optimizer(optimizer: str, gpu: bool | None = None) -> str:
     """`optimizer`, with "auto" made concrete. On a GPU, SciPy's L-BFGS-B would copy the image to
     the host and back at every evaluation; the device L-BFGS ties it on warm frames and is about 3
     evaluations in 100 behind on cold ones (benchmarks/RESULTS.md, "Optimizers"). A CPU keeps
-    SciPy's: every quality figure in RESULTS was measured with it."""
+    SciPy's: every quality figure in RESULTS was measured with it. `gpu`: whether the frames render
+    on a GPU, where that is not this machine (a Ray cluster's workers); by default, this machine's."""
     if optimizer != "auto":
         return optimizer
-    return "lbfgs" if tf.config.list_physical_devices("GPU") else "scipy-lbfgs"
+    if gpu is None:
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    return "lbfgs" if gpu else "scipy-lbfgs"

@@ -33,6 +33,7 @@ def test_auto_keeps_the_optimizer_on_a_gpu_and_scipys_on_a_cpu(monkeypatch, vgg_
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
     assert devices.chosen_optimizer("auto") == "lbfgs"
     assert devices.chosen_optimizer("scipy-lbfgs") == "scipy-lbfgs" and devices.chosen_optimizer("adam") == "adam"
+    assert devices.chosen_optimizer("auto", gpu=False) == "scipy-lbfgs"  # a Ray cluster's workers, not this machine
 
 
 def test_bfloat16_features_and_their_gradient_follow_float32s(vgg_weights):
