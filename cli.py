@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     job = None
     try:
         job = job_from_args(args)
-        print(rendering_device(job.settings.optimizer), file=sys.stderr)
+        # On Ray the cluster's workers choose what "auto" runs (farm.render_on_ray), not this machine.
+        print(rendering_device(None if job.settings.ray else job.settings.optimizer), file=sys.stderr)
         announce_sequence_rate(job)
         if args.frames:
             with reporter(args.quiet) as progress:
