@@ -27,10 +27,13 @@ was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). Early in a
 cold frame whose source has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher
 after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of two clips it ended
 0.24 % above SciPy on average. On the same frame with no clipped pixels this one was ahead.
-Masking the pairs to free pixels, not masking the direction, L-BFGS-B's subspace step, and
-L-BFGS-B's Cauchy point with it (which matched SciPy's first iterations) did not close the gap
-beyond the frame-to-frame spread; the last made frames 1.3-1.7x slower (benchmarks/RESULTS.md,
-"Optimizers: cold frames").
+Keeping 40 pairs instead of SciPy's 20 cut that to a third: 0.09 % above on average over 6 of
+those frames (0.9975-1.0040), against 0.28 % with 20; warm frames never fill 20. The gap opens over evaluations 5-15 (up to 10 %),
+where both take the unit step at every iteration, so the line search is not the cause: Moré and
+Thuente's (SciPy's) in its place changed nothing. Masking the pairs to free pixels, not masking the
+direction, L-BFGS-B's subspace step, and L-BFGS-B's Cauchy point with it (which matched SciPy's
+first iterations) did not close the gap beyond the frame-to-frame spread; the last made frames
+1.3-1.7x slower (benchmarks/RESULTS.md, "Optimizers: cold frames").
 """
 from __future__ import annotations
 
@@ -45,7 +48,9 @@ from .config import Settings
 from .vgg import PIXEL_MAX, PIXEL_MIN
 
 TERMS = ("content", "style", "tv", "temporal")
-HISTORY = 20  # (s, y) pairs, as stylize._scipy_lbfgs asks of SciPy (maxcor); 10 ended ~0.4 % higher on a test frame
+# (s, y) pairs kept: twice SciPy's (stylize._scipy_lbfgs's maxcor), which cold frames use (0.19 % lower
+# losses over 6, benchmarks/RESULTS.md); 100 did no better, and 10 ended ~0.4 % higher on a test frame.
+HISTORY = 40
 MAX_LINE_SEARCH = 20  # evaluations one line search may spend (SciPy's limit too)
 ARMIJO, WOLFE = 1e-4, 0.9  # sufficient decrease; slope reduction (SciPy's ftol and gtol)
 EXTRAPOLATE = 4.0  # step growth while the slope is still steep (Moré-Thuente allows up to 5x)
@@ -359,7 +364,11 @@ class _Lbfgs:
         rows = shape[0]
         self.optimizer = optimizer
         self.pixels = float(np.prod(shape[1:]))
-        self.history = _History(shape, HISTORY)
+        # A frame's history starts empty and gains at most a pair per evaluation: no more slots
+        # than the largest budget could fill (image-sized each, so this is the optimizer's memory).
+        settings = optimizer.settings
+        budget = max(settings.first_frame_iterations, settings.frame_iterations, settings.coarse_iterations, 1)
+        self.history = _History(shape, min(HISTORY, budget))
         self.loss = tf.Variable(tf.zeros(rows), trainable=False)
         self.terms = tf.Variable(tf.zeros((rows, len(TERMS))), trainable=False)
         self.gradient = tf.Variable(tf.zeros(shape), trainable=False)
