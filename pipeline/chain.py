@@ -132,8 +132,8 @@ SMALLEST_SIZE_TRIED = 64
 
 def largest_size_that_fits(job: Job, job_plan: Plan) -> int | None:
     """The largest long side, in steps of a quarter down from the render's, at which the frame's
-    stylizer is made and its loss and gradient evaluated once: the peak of a frame's memory,
-    less the optimizer's image-sized buffers. None when not even SMALLEST_SIZE_TRIED fits."""
+    stylizer is made, with its device optimizer's buffers, and its loss and gradient evaluated once:
+    the peak of a frame's memory. None when not even SMALLEST_SIZE_TRIED fits."""
     size = max(job_plan.size)
     while (size := int(size * 0.75) // 16 * 16) >= SMALLEST_SIZE_TRIED:
         try:
@@ -143,6 +143,8 @@ def largest_size_that_fits(job: Job, job_plan: Plan) -> int | None:
         stylizer = None  # the last try's, freed before the next is made
         try:
             stylizer = stylizer_for(job, smaller)
+            if stylizer.settings.optimizer != "scipy-lbfgs":
+                _ = stylizer.device_optimizer  # its buffers (L-BFGS: 85 images) stay through a frame
             stylizer.evaluate(np.zeros(stylizer.shape, np.float32))
             return size
         except (tf.errors.ResourceExhaustedError, MemoryError):

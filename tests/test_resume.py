@@ -217,6 +217,31 @@ def test_out_of_memory_names_the_largest_size_that_fits(tmp_path, monkeypatch, c
     assert tried == [96, 64]
 
 
+def test_the_size_that_fits_has_room_for_the_device_optimizers_buffers(tmp_path, monkeypatch, capsys):
+    """With the device L-BFGS, its buffers (the history above all: up to 85 images) are made
+    before the probe's evaluation: a size whose evaluation fits but whose buffers do not is not
+    advised. Here the buffers fit up to 80 px wide (an injected limit)."""
+    import tensorflow as tf
+
+    from pipeline.device_optimizer import DeviceOptimizer
+
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    make, tried = DeviceOptimizer.__init__, []
+
+    def make_within_memory(optimizer, loss_and_gradient, shape, settings, rows=1):
+        tried.append(shape[2])
+        return out_of_memory() if shape[2] > 80 else make(optimizer, loss_and_gradient, shape, settings, rows)
+
+    monkeypatch.setattr(chain.Stylizer, "stylize_cold", out_of_memory)
+    monkeypatch.setattr(DeviceOptimizer, "__init__", make_within_memory)
+    assert cli.main(args_for(tmp_path / "clip.mp4", "--size", "128", "--optimizer", "lbfgs")) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "out of memory stylizing frame 0 at 128x96; --size 64 fits" in last
+    assert tried == [96, 64]
+
+
 def test_frames_without_manifest_are_not_trusted(tmp_path, capsys):
     """E.g. a --restart killed half way through deleting: refused, not resumed from."""
     out, work = tmp_path / "clip.mp4", tmp_path / "clip.work"
