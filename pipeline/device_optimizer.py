@@ -22,8 +22,9 @@ the budget, line-search ones included, and the budget is never exceeded.
 
 Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same
 losses at equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation
-warm frames, with 2.7 % of the optimizer's time outside the loss (SciPy 40 %); a whole render
-was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). Early in a
+warm frames; a whole render was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"); at
+256 px, 4 % of the wall time is outside the loss and the content targets (SciPy 13 %), most of it
+the two-loop recursion. Early in a
 cold frame whose source has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher
 after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of two clips it ended
 0.24 % above SciPy on average. On the same frame with no clipped pixels this one was ahead.
@@ -208,7 +209,10 @@ class DeviceOptimizer:
     def evaluate(self, images: tf.Tensor, counted: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Each row's loss, terms (in TERMS order) and gradient at `images`, all rows in one batch;
         the rows in `counted` are counted, and their images kept where best (the others are idle)."""
-        began = tf.timestamp()
+        # The clock starts once the images exist: a timestamp with no inputs may run as early as
+        # the loop lets it, even an iteration ahead, and the evaluations' time then overlapped.
+        with tf.control_dependencies([images]):
+            began = tf.timestamp()
         with tf.control_dependencies([began]):
             images = tf.identity(images)
         totals, terms, gradient = self._loss_and_gradient(images)
