@@ -62,3 +62,10 @@ def append_results(title: str, table: str, note: str = "") -> None:
     block = f"\n## {title} ({stamp})\n\n`{command}` on {machine()}; {provenance()}\n\n{note}\n\n{table}\n"
     with open(RESULTS, "a") as stream:
         stream.write(block)
+
+
+def publish(title: str, table: str, note: str, record: bool) -> None:
+    """Print the table with the machine and code it ran on; with `record`, append it to RESULTS.md too."""
+    print(f"{machine()}; {provenance()}\n{note}\n\n{table}")
+    if record:
+        append_results(title, table, note)

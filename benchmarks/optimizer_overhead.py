@@ -21,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import append_results, machine, markdown_table, provenance  # noqa: E402
+from benchmarks.common import markdown_table, publish  # noqa: E402
 from pipeline import device_optimizer  # noqa: E402
 from pipeline.config import make_settings  # noqa: E402
 
@@ -85,9 +85,7 @@ def main(argv=None) -> None:
     table = markdown_table(rows, COLUMNS)
     note = (f"device L-BFGS on a quartic bowl at {args.width}x{args.height}, one frame of "
             f"{args.evaluations} evaluations per history size, after an untimed one")
-    print(f"{machine()}; {provenance()}\n{note}\n\n{table}")
-    if args.record:
-        append_results("Device L-BFGS overhead", table, note)
+    publish("Device L-BFGS overhead", table, note, args.record)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import append_results, machine, markdown_table, provenance  # noqa: E402
+from benchmarks.common import markdown_table, publish  # noqa: E402
 from pipeline import chain, planning, video  # noqa: E402
 from pipeline.config import Job, make_settings  # noqa: E402
 from pipeline.events import ignore  # noqa: E402
@@ -224,9 +224,7 @@ def main(argv=None) -> None:
     note = (f"{posed}, at {width}x{height}, style {args.style.name}, preset `{args.preset}`"
             f"{' (no early stop)' if args.no_early_stop else ''}; every optimizer solves the "
             f"frames SciPy's chain posed. Outside evaluation: wall time of Stylizer.stylize minus the time in the loss.")
-    print(f"{machine()}; {provenance()}\n{note}\n\n{table}")
-    if args.record:
-        append_results("Optimizers", table, note)
+    publish("Optimizers", table, note, args.record)
 
 
 if __name__ == "__main__":
