@@ -20,21 +20,21 @@ curvature are skipped; a line search that finds no decrease forgets the history 
 along the gradient, and fails the frame only if that fails too. Every evaluation counts against
 the budget, line-search ones included, and the budget is never exceeded.
 
-Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same
-losses at equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation
-warm frames; a whole render was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"); at
-256 px, 4 % of the wall time is outside the loss and the content targets (SciPy 13 %), most of it
-the two-loop recursion. Early in a
-cold frame whose source has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher
-after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of two clips it ended
-0.24 % above SciPy on average. On the same frame with no clipped pixels this one was ahead.
-Keeping 40 pairs instead of SciPy's 20 cut that to a third: 0.09 % above on average over 6 of
-those frames (0.9975-1.0040), against 0.28 % with 20; warm frames never fill 20. The gap opens over evaluations 5-15 (up to 10 %),
-where both take the unit step at every iteration, so the line search is not the cause: Moré and
-Thuente's (SciPy's) in its place changed nothing. Masking the pairs to free pixels, not masking the
-direction, L-BFGS-B's subspace step, and L-BFGS-B's Cauchy point with it (which matched SciPy's
-first iterations) did not close the gap beyond the frame-to-frame spread; the last made frames
-1.3-1.7x slower (benchmarks/RESULTS.md, "Optimizers: cold frames").
+Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same losses
+at equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation warm frames;
+a whole render was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"); at 256 px, 4 % of
+the wall time is outside the loss and the content targets (SciPy 13 %), most of it the two-loop
+recursion. Early in a cold frame whose source has many clipped pixels (~11 % at 0 or 255) it
+trails: 1.5 % higher after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of
+two clips it ended 0.24 % above SciPy on average with SciPy's 20 pairs. On the same frame with no
+clipped pixels this one was ahead. Keeping 40 pairs instead of SciPy's 20 cut that to a third: 0.09
+% above on average over 6 of those frames (0.9975-1.0040), against 0.28 % with 20; warm frames
+never fill 20. The gap opens over evaluations 5-15 (up to 10 %), where both take the unit step at
+every iteration, so the line search is not the cause: Moré and Thuente's (SciPy's) in its place
+changed nothing. Masking the pairs to free pixels, not masking the direction, L-BFGS-B's subspace
+step, and L-BFGS-B's Cauchy point with it (which matched SciPy's first iterations) did not close
+the gap beyond the frame-to-frame spread; the last made frames 1.3-1.7x slower
+(benchmarks/RESULTS.md, "Optimizers: cold frames").
 """
 from __future__ import annotations
 
