@@ -27,8 +27,8 @@ the wall time is outside the loss and the content targets (SciPy 13 %), most of 
 recursion. Early in a cold frame whose source has many clipped pixels (~11 % at 0 or 255) it
 trails: 1.5 % higher after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of
 two clips it ended 0.24 % above SciPy on average with SciPy's 20 pairs. On the same frame with no
-clipped pixels this one was ahead. Keeping 40 pairs instead of SciPy's 20 cut that to a third: 0.09
-% above on average over 6 of those frames (0.9975-1.0040), against 0.28 % with 20; warm frames
+clipped pixels this one was ahead. Keeping 40 pairs instead of SciPy's 20 cut that to a third:
+0.09 % above on average over 6 of those frames (0.9975-1.0040), against 0.28 % with 20; warm frames
 never fill 20. The gap opens over evaluations 5-15 (up to 10 %), where both take the unit step at
 every iteration, so the line search is not the cause: Moré and Thuente's (SciPy's) in its place
 changed nothing. Masking the pairs to free pixels, not masking the direction, L-BFGS-B's subspace
