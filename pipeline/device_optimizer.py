@@ -27,14 +27,15 @@ the wall time is outside the loss and the content targets (SciPy 13 %), most of 
 recursion. Early in a cold frame whose source has many clipped pixels (~11 % at 0 or 255) it
 trails: 1.5 % higher after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of
 two clips it ended 0.24 % above SciPy on average with SciPy's 20 pairs. On the same frame with no
-clipped pixels this one was ahead. Keeping 40 pairs instead of SciPy's 20 cut that to a third:
-0.09 % above on average over 6 of those frames (0.9975-1.0040), against 0.28 % with 20; warm frames
-never fill 20. The gap opens over evaluations 5-15 (up to 10 %), where both take the unit step at
-every iteration, so the line search is not the cause: Moré and Thuente's (SciPy's) in its place
-changed nothing. Masking the pairs to free pixels, not masking the direction, L-BFGS-B's subspace
-step, and L-BFGS-B's Cauchy point with it (which matched SciPy's first iterations) did not close
-the gap beyond the frame-to-frame spread; the last made frames 1.3-1.7x slower
-(benchmarks/RESULTS.md, "Optimizers: cold frames").
+clipped pixels this one was ahead. Keeping 40 pairs instead of SciPy's 20 brought 8 cold frames of
+two clips in two styles from 0.19 % to 0.06 % above SciPy on average (0.9970-1.0040; lower on 7 of
+8), while the share of a cold frame's time outside VGG16 rose from 5.9 % to 9.0 % on this CPU (the
+recursion over more pairs); warm frames never fill 20. The gap opens over evaluations 5-15 (up to
+10 %), where both take the unit step at every iteration, so the line search is not the cause: Moré
+and Thuente's (SciPy's) in its place changed nothing. Masking the pairs to free pixels, not masking
+the direction, L-BFGS-B's subspace step, and L-BFGS-B's Cauchy point with it (which matched SciPy's
+first iterations) did not close the gap beyond the frame-to-frame spread; the last made frames
+1.3-1.7x slower (benchmarks/RESULTS.md, "Optimizers: cold frames").
 """
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ from .config import Settings
 from .vgg import PIXEL_MAX, PIXEL_MIN
 
 TERMS = ("content", "style", "tv", "temporal")
-# (s, y) pairs kept: twice SciPy's (stylize._scipy_lbfgs's maxcor), which cold frames use (0.19 % lower
-# losses over 6, benchmarks/RESULTS.md); 100 did no better, and 10 ended ~0.4 % higher on a test frame.
+# (s, y) pairs kept: twice SciPy's (stylize._scipy_lbfgs's maxcor), which cold frames use (0.13 % lower
+# losses over 8, lower on 7; benchmarks/RESULTS.md); 100 did no better, 10 ended ~0.4 % higher on one.
 HISTORY = 40
 MAX_LINE_SEARCH = 20  # evaluations one line search may spend (SciPy's limit too)
 ARMIJO, WOLFE = 1e-4, 0.9  # sufficient decrease; slope reduction (SciPy's ftol and gtol)
