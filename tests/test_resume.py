@@ -195,21 +195,22 @@ def test_out_of_memory_names_the_size_and_the_remedy(tmp_path, monkeypatch, caps
     assert "not even --size 64 fits" in last  # the smallest size tried
 
 
+def _out_of_memory(*args, **kwargs):
+    import tensorflow as tf
+
+    raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+
 def test_out_of_memory_names_the_largest_size_that_fits(tmp_path, monkeypatch, capsys):
     """Memory for frames up to 80 px wide (an injected limit): the 128 px render fails, and the
     sizes a quarter smaller each are tried until one evaluates."""
-    import tensorflow as tf
-
-    def out_of_memory(*args, **kwargs):
-        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
-
     evaluate, tried = chain.Stylizer.evaluate, []
 
     def evaluate_within_memory(stylizer, image):
         tried.append(stylizer.shape[2])
-        return out_of_memory() if stylizer.shape[2] > 80 else evaluate(stylizer, image)
+        return _out_of_memory() if stylizer.shape[2] > 80 else evaluate(stylizer, image)
 
-    monkeypatch.setattr(chain.Stylizer, "stylize_cold", out_of_memory)
+    monkeypatch.setattr(chain.Stylizer, "stylize_cold", _out_of_memory)
     monkeypatch.setattr(chain.Stylizer, "evaluate", evaluate_within_memory)
     assert cli.main(args_for(tmp_path / "clip.mp4", "--size", "128")) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
@@ -221,20 +222,15 @@ def test_the_size_that_fits_has_room_for_the_device_optimizers_buffers(tmp_path,
     """With the device L-BFGS, its buffers (the history above all: up to 85 images) are made
     before the probe's evaluation: a size whose evaluation fits but whose buffers do not is not
     advised. Here the buffers fit up to 80 px wide (an injected limit)."""
-    import tensorflow as tf
-
     from pipeline.device_optimizer import DeviceOptimizer
-
-    def out_of_memory(*args, **kwargs):
-        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
     make, tried = DeviceOptimizer.__init__, []
 
     def make_within_memory(optimizer, loss_and_gradient, shape, settings, rows=1):
         tried.append(shape[2])
-        return out_of_memory() if shape[2] > 80 else make(optimizer, loss_and_gradient, shape, settings, rows)
+        return _out_of_memory() if shape[2] > 80 else make(optimizer, loss_and_gradient, shape, settings, rows)
 
-    monkeypatch.setattr(chain.Stylizer, "stylize_cold", out_of_memory)
+    monkeypatch.setattr(chain.Stylizer, "stylize_cold", _out_of_memory)
     monkeypatch.setattr(DeviceOptimizer, "__init__", make_within_memory)
     assert cli.main(args_for(tmp_path / "clip.mp4", "--size", "128", "--optimizer", "lbfgs")) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
