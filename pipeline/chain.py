@@ -143,7 +143,7 @@ def largest_size_that_fits(job: Job, job_plan: Plan) -> int | None:
         stylizer = None  # the last try's, freed before the next is made
         try:
             stylizer = stylizer_for(job, smaller)
-            if stylizer.settings.optimizer != "scipy-lbfgs":
+            if stylizer.optimizes_on_device:
                 _ = stylizer.device_optimizer  # its buffers (L-BFGS: 85 images) stay through a frame
             stylizer.evaluate(np.zeros(stylizer.shape, np.float32))
             return size

@@ -258,7 +258,7 @@ class Stylizer:
         image's, before the chroma was replaced."""
         began = time.perf_counter()
         self._set_targets(content_rgb, guide)
-        optimize = _scipy_lbfgs if self.settings.optimizer == "scipy-lbfgs" else _on_device
+        optimize = _on_device if self.optimizes_on_device else _scipy_lbfgs
         tracker = _Tracker(self, on_iterate or ignore)
         reason = optimize(tracker, to_caffe(start_rgb)[None], budget)
         levels = from_caffe(tracker.best_image[0])
@@ -323,6 +323,11 @@ class Stylizer:
         """Total loss, its terms and gradient at a Caffe-space image (1, H, W, 3)."""
         total, terms, gradient = self._compiled_loss(tf.constant(image, tf.float32))
         return float(total), {k: float(v) for k, v in terms.items()}, gradient.numpy()
+
+    @property
+    def optimizes_on_device(self) -> bool:
+        """True for the TensorFlow optimizers ("lbfgs", "adam"), which keep their state in device buffers."""
+        return self.settings.optimizer != "scipy-lbfgs"
 
     @property
     def device_optimizer(self) -> Row:
