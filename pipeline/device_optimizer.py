@@ -299,14 +299,20 @@ class _Adam:
 
 
 class _History:
-    """Each row's last `size` (s, y) pairs of L-BFGS in ring buffers, and the two-loop recursion."""
+    """Each row's last `size` (s, y) pairs of L-BFGS, and H·g by the compact representation of
+    Byrd, Nocedal and Schnabel (1994): the pairs' dot products with each other kept in small
+    matrices, so an iteration reads the pairs twice, in two matrix products (their dot products
+    with the gradient and the newest pair; the direction as their weighted sum), where the two-loop
+    recursion made four element-wise passes and two slot copies per pair."""
 
     def __init__(self, shape: tuple[int, ...], size: int):
         rows = shape[0]
-        self.size = size
-        self.s = tf.Variable(tf.zeros((rows, size, *shape[1:])), trainable=False)
-        self.y = tf.Variable(tf.zeros((rows, size, *shape[1:])), trainable=False)
-        self.rho = tf.Variable(tf.zeros((rows, size)), trainable=False)
+        self.size, self.shape = size, shape
+        # s in slots [0, size), y in [size, 2·size) of one buffer, so one product reads every pair.
+        self.pairs = tf.Variable(tf.zeros((rows, 2 * size, int(np.prod(shape[1:])))), trainable=False)
+        # s_i·y_j and y_i·y_j by slot, in float64 for the triangular solves.
+        self.sy = tf.Variable(tf.zeros((rows, size, size), tf.float64), trainable=False)
+        self.yy = tf.Variable(tf.zeros((rows, size, size), tf.float64), trainable=False)
         self.count = tf.Variable(tf.zeros(rows, tf.int32), trainable=False)
         self.next = tf.Variable(tf.zeros(rows, tf.int32), trainable=False)
         self._rows = tf.range(rows)
@@ -317,47 +323,72 @@ class _History:
 
     def add(self, s: tf.Tensor, y: tf.Tensor, offered: tf.Tensor) -> None:
         """Keep each offered row's pair only with positive curvature, so its inverse Hessian
-        estimate stays positive definite."""
+        estimate stays positive definite. Its dot products with the other pairs are taken at the
+        next times_inverse_hessian, in the product that reads the pairs anyway."""
         curvature = _dot(s, y)
         keep = offered & (curvature > CURVATURE_EPSILON * _dot(y, y))
         kept = tf.cast(tf.where(keep)[:, 0], tf.int32)
-        slots = tf.stack([kept, tf.gather(self.next, kept)], axis=1)
-        # A scatter writes the slots in place; a sliced assign (self.s[slot].assign) took ~2 ms per
-        # buffer at 128 px on a CPU, 20x longer, as if it copied the whole buffer.
-        self.s.scatter_nd_update(slots, tf.gather(s, kept))
-        self.y.scatter_nd_update(slots, tf.gather(y, kept))
-        self.rho.assign(tf.tensor_scatter_nd_update(self.rho, slots, tf.gather(1.0 / curvature, kept)))
+        slot = tf.gather(self.next, kept)
+        # A scatter writes the slots in place; a sliced assign took ~2 ms per buffer at 128 px on a
+        # CPU, 20x longer, as if it copied the whole buffer.
+        self.pairs.scatter_nd_update(tf.stack([kept, slot], axis=1), tf.gather(self._flat(s), kept))
+        self.pairs.scatter_nd_update(tf.stack([kept, slot + self.size], axis=1), tf.gather(self._flat(y), kept))
         self.next.assign(tf.where(keep, (self.next + 1) % self.size, self.next))
         self.count.assign(tf.where(keep, tf.minimum(self.count + 1, self.size), self.count))
 
     def times_inverse_hessian(self, gradient: tf.Tensor) -> tf.Tensor:
-        """H·g for each row by the two-loop recursion over its stored pairs, newest first,
-        H₀ = (s·y / y·y)·I from the newest pair (I with none). Loops rather than unrolled: a 20-slot
-        unrolled recursion made the L-BFGS graph take seconds longer to trace."""
-        # Pairs are gathered a slot at a time (gather_nd), never by a read of the whole buffer:
-        # after a scatter, TensorFlow copies a variable on every whole read. (Reading slices of
-        # the variable, 40 reads a step, had also made every evaluation ~20 % slower.)
-        rho, count = self.rho.read_value(), self.count.read_value()
-        newest = (self.next - 1) % self.size
-        q, alphas = gradient, tf.TensorArray(tf.float32, size=self.size, element_shape=self._rows.shape)
-        for j in tf.range(tf.reduce_max(count)):
-            pair, stored = self._pairs(newest, j), j < count
-            alpha = tf.where(stored, tf.gather_nd(rho, pair) * _dot(self.s.gather_nd(pair), q), 0.0)
-            q = q - _per_pixel(alpha) * self.y.gather_nd(pair)
-            alphas = alphas.write(j, alpha)
-        newest_pair = self._pairs(newest, 0)
-        newest_y = self.y.gather_nd(newest_pair)
-        scale = tf.where(count > 0, 1.0 / (tf.gather_nd(rho, newest_pair) * _dot(newest_y, newest_y)), 1.0)
-        r = _per_pixel(scale) * q
-        for j in tf.range(tf.reduce_max(count) - 1, -1, -1):
-            pair, stored = self._pairs(newest, j), j < count
-            beta = tf.gather_nd(rho, pair) * _dot(self.y.gather_nd(pair), r)
-            r = r + _per_pixel(tf.where(stored, alphas.read(j) - beta, 0.0)) * self.s.gather_nd(pair)
-        return r
+        """H·g for each row, H the L-BFGS inverse Hessian of its stored pairs with H₀ = γI,
+        γ = s·y / y·y of the newest pair (1 with none):
+        H·g = γg + S·u + γY·v, v = -R⁻¹Sᵀg, u = R⁻ᵀ((D + γYᵀY)R⁻¹Sᵀg - γYᵀg),
+        R the upper triangle of SᵀY (pairs oldest first), D its diagonal."""
+        size, newest = self.size, (self.next - 1) % self.size
+        newest_s = self.pairs.gather_nd(tf.stack([self._rows, newest], axis=1))
+        newest_y = self.pairs.gather_nd(tf.stack([self._rows, newest + size], axis=1))
+        # The scatters and gathers put the buffer in copy-on-read mode, where every whole read
+        # copies it; nothing else holds the buffer while the product reads it.
+        tf.raw_ops.DisableCopyOnRead(resource=self.pairs.handle)
+        pairs = self.pairs.read_value()
+        flat = self._flat(gradient)
+        dots = tf.cast(tf.linalg.matmul(pairs, tf.stack([flat, newest_s, newest_y], axis=2)), tf.float64)
+        self._note_newest(newest, dots[:, :size, 2], dots[:, size:, 1], dots[:, size:, 2])
+        u, v, gamma = self._coefficients(dots[:, :size, 0], dots[:, size:, 0])
+        weights = tf.cast(tf.concat([u, gamma[:, None] * v], axis=1), tf.float32)
+        direction = tf.cast(gamma[:, None], tf.float32) * flat + tf.linalg.matmul(weights[:, None, :], pairs)[:, 0]
+        return tf.reshape(direction, tf.shape(gradient))
 
-    def _pairs(self, newest: tf.Tensor, age: tf.Tensor) -> tf.Tensor:
-        """(row, slot) of each row's pair `age` steps before its newest."""
-        return tf.stack([self._rows, (newest - age) % self.size], axis=1)
+    def _note_newest(self, newest, s_dot_new_y, y_dot_new_s, y_dot_new_y) -> None:
+        """The newest pair's row and column of SᵀY and YᵀY (again, if it is not new: the same values)."""
+        at_newest = tf.one_hot(newest, self.size, on_value=True, off_value=False)
+        row, column = at_newest[:, :, None], at_newest[:, None, :]
+        sy = tf.where(row, y_dot_new_s[:, None, :], self.sy)
+        self.sy.assign(tf.where(column, s_dot_new_y[:, :, None], sy))
+        self.yy.assign(tf.where(row | column, tf.where(row, y_dot_new_y[:, None, :], y_dot_new_y[:, :, None]), self.yy))
+
+    def _coefficients(self, s_dot_g, y_dot_g):
+        """u and v of times_inverse_hessian, by slot, and γ; zero for slots without a pair."""
+        size, count = self.size, self.count.read_value()
+        ages = tf.range(size)
+        slots = (self.next[:, None] + ages[None, :]) % size  # oldest first; the first size - count unused
+        used = ages[None, :] >= size - count[:, None]
+        zero, one = tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64)
+        both = used[:, :, None] & used[:, None, :]
+        sy = tf.gather(tf.gather(self.sy, slots, axis=1, batch_dims=1), slots, axis=2, batch_dims=1)
+        yy = tf.where(both, tf.gather(tf.gather(self.yy, slots, axis=1, batch_dims=1), slots, axis=2, batch_dims=1), zero)
+        # Unused slots get a unit diagonal and zero right-hand sides, so their coefficients are zero.
+        r = tf.linalg.band_part(tf.where(both, sy, zero), 0, -1) + tf.linalg.diag(tf.where(used, zero, one))
+        d = tf.where(used, tf.linalg.diag_part(sy), zero)
+        newest = size - 1
+        gamma = tf.where(count > 0, sy[:, newest, newest] / tf.where(count > 0, yy[:, newest, newest], one), one)
+        s_dot_g = tf.where(used, tf.gather(s_dot_g, slots, batch_dims=1), zero)
+        y_dot_g = tf.where(used, tf.gather(y_dot_g, slots, batch_dims=1), zero)
+        w = tf.linalg.triangular_solve(r, s_dot_g[:, :, None], lower=False)
+        rhs = d[:, :, None] * w + gamma[:, None, None] * (tf.linalg.matmul(yy, w) - y_dot_g[:, :, None])
+        u = tf.linalg.triangular_solve(r, rhs, lower=False, adjoint=True)[:, :, 0]
+        by_slot = (ages[None, :] - self.next[:, None]) % size  # each slot's place, oldest first
+        return (tf.gather(u, by_slot, batch_dims=1), tf.gather(-w[:, :, 0], by_slot, batch_dims=1), gamma)
+
+    def _flat(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(images, (-1, self.pairs.shape[2]))
 
 
 class _Lbfgs:
