@@ -300,22 +300,22 @@ class _Adam:
 
 class _History:
     """Each row's last `size` (s, y) pairs of L-BFGS, and H·g by the compact representation of
-    Byrd, Nocedal and Schnabel (1994): the pairs' dot products with each other kept in small
-    matrices, so an iteration reads the pairs twice, in two matrix products (their dot products
-    with the gradient and the newest pair; the direction as their weighted sum), where the two-loop
-    recursion made four element-wise passes and two slot copies per pair."""
+    Byrd, Nocedal and Schnabel (1994): the pairs' dot products with each other are kept in small
+    matrices, so an iteration reads the stored pairs twice, in two matrix products (their dot
+    products with the gradient and the newest pair; the direction as their weighted sum), where
+    the two-loop recursion made two slot copies and four element-wise passes per pair."""
 
     def __init__(self, shape: tuple[int, ...], size: int):
         rows = shape[0]
-        self.size, self.shape = size, shape
-        # s in slots [0, size), y in [size, 2·size) of one buffer, so one product reads every pair.
-        self.pairs = tf.Variable(tf.zeros((rows, 2 * size, int(np.prod(shape[1:])))), trainable=False)
+        self.size = size
+        # Slot-major, s and y of a slot side by side: until a row's ring wraps its pairs fill
+        # slots 0..count-1, so the stored pairs are a prefix, read in place (no copy).
+        self.pairs = tf.Variable(tf.zeros((2 * size, rows, int(np.prod(shape[1:])))), trainable=False)
         # s_i·y_j and y_i·y_j by slot, in float64 for the triangular solves.
         self.sy = tf.Variable(tf.zeros((rows, size, size), tf.float64), trainable=False)
         self.yy = tf.Variable(tf.zeros((rows, size, size), tf.float64), trainable=False)
         self.count = tf.Variable(tf.zeros(rows, tf.int32), trainable=False)
         self.next = tf.Variable(tf.zeros(rows, tf.int32), trainable=False)
-        self._rows = tf.range(rows)
 
     def clear(self, rows: tf.Tensor) -> None:
         self.count.assign(tf.where(rows, 0, self.count))
@@ -328,11 +328,11 @@ class _History:
         curvature = _dot(s, y)
         keep = offered & (curvature > CURVATURE_EPSILON * _dot(y, y))
         kept = tf.cast(tf.where(keep)[:, 0], tf.int32)
-        slot = tf.gather(self.next, kept)
+        slot = 2 * tf.gather(self.next, kept)
         # A scatter writes the slots in place; a sliced assign took ~2 ms per buffer at 128 px on a
         # CPU, 20x longer, as if it copied the whole buffer.
-        self.pairs.scatter_nd_update(tf.stack([kept, slot], axis=1), tf.gather(self._flat(s), kept))
-        self.pairs.scatter_nd_update(tf.stack([kept, slot + self.size], axis=1), tf.gather(self._flat(y), kept))
+        self.pairs.scatter_nd_update(tf.stack([slot, kept], axis=1), tf.gather(_flat(s), kept))
+        self.pairs.scatter_nd_update(tf.stack([slot + 1, kept], axis=1), tf.gather(_flat(y), kept))
         self.next.assign(tf.where(keep, (self.next + 1) % self.size, self.next))
         self.count.assign(tf.where(keep, tf.minimum(self.count + 1, self.size), self.count))
 
@@ -341,19 +341,22 @@ class _History:
         γ = s·y / y·y of the newest pair (1 with none):
         H·g = γg + S·u + γY·v, v = -R⁻¹Sᵀg, u = R⁻ᵀ((D + γYᵀY)R⁻¹Sᵀg - γYᵀg),
         R the upper triangle of SᵀY (pairs oldest first), D its diagonal."""
-        size, newest = self.size, (self.next - 1) % self.size
-        newest_s = self.pairs.gather_nd(tf.stack([self._rows, newest], axis=1))
-        newest_y = self.pairs.gather_nd(tf.stack([self._rows, newest + size], axis=1))
-        # The scatters and gathers put the buffer in copy-on-read mode, where every whole read
-        # copies it; nothing else holds the buffer while the product reads it.
+        # The scatters put the buffer in copy-on-read mode, where every whole read copies it.
         tf.raw_ops.DisableCopyOnRead(resource=self.pairs.handle)
-        pairs = self.pairs.read_value()
-        flat = self._flat(gradient)
-        dots = tf.cast(tf.linalg.matmul(pairs, tf.stack([flat, newest_s, newest_y], axis=2)), tf.float64)
-        self._note_newest(newest, dots[:, :size, 2], dots[:, size:, 1], dots[:, size:, 2])
-        u, v, gamma = self._coefficients(dots[:, :size, 0], dots[:, size:, 0])
-        weights = tf.cast(tf.concat([u, gamma[:, None] * v], axis=1), tf.float32)
-        direction = tf.cast(gamma[:, None], tf.float32) * flat + tf.linalg.matmul(weights[:, None, :], pairs)[:, 0]
+        stored = tf.maximum(tf.reduce_max(self.count), 1)  # at least one slot, so the newest can be read
+        # (rows, 2·stored, pixels); slots a row has not filled yet get zero weights.
+        pairs = tf.transpose(self.pairs.read_value()[:2 * stored], [1, 0, 2])
+        newest = 2 * tf.where(self.count > 0, (self.next - 1) % self.size, 0)
+        flat = _flat(gradient)
+        against = tf.stack([flat, tf.gather(pairs, newest, batch_dims=1), tf.gather(pairs, newest + 1, batch_dims=1)],
+                           axis=1)
+        dots = tf.cast(tf.linalg.matmul(pairs, against, transpose_b=True), tf.float64)  # (rows, 2·stored, 3)
+        dots = tf.pad(tf.reshape(dots, (-1, stored, 2, 3)), [[0, 0], [0, self.size - stored], [0, 0], [0, 0]])
+        s_dots, y_dots = dots[:, :, 0], dots[:, :, 1]  # (rows, size, 3): · g, newest s, newest y
+        self._note_newest(newest // 2, s_dots[:, :, 2], y_dots[:, :, 1], y_dots[:, :, 2])
+        u, v, gamma = self._coefficients(s_dots[:, :, 0], y_dots[:, :, 0])
+        weights = tf.reshape(tf.stack([u, gamma[:, None] * v], axis=2)[:, :stored], (-1, 1, 2 * stored))
+        direction = tf.cast(gamma[:, None], tf.float32) * flat + tf.linalg.matmul(tf.cast(weights, tf.float32), pairs)[:, 0]
         return tf.reshape(direction, tf.shape(gradient))
 
     def _note_newest(self, newest, s_dot_new_y, y_dot_new_s, y_dot_new_y) -> None:
@@ -367,10 +370,10 @@ class _History:
     def _coefficients(self, s_dot_g, y_dot_g):
         """u and v of times_inverse_hessian, by slot, and γ; zero for slots without a pair."""
         size, count = self.size, self.count.read_value()
+        zero, one = tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64)
         ages = tf.range(size)
         slots = (self.next[:, None] + ages[None, :]) % size  # oldest first; the first size - count unused
         used = ages[None, :] >= size - count[:, None]
-        zero, one = tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64)
         both = used[:, :, None] & used[:, None, :]
         sy = tf.gather(tf.gather(self.sy, slots, axis=1, batch_dims=1), slots, axis=2, batch_dims=1)
         yy = tf.where(both, tf.gather(tf.gather(self.yy, slots, axis=1, batch_dims=1), slots, axis=2, batch_dims=1), zero)
@@ -385,10 +388,12 @@ class _History:
         rhs = d[:, :, None] * w + gamma[:, None, None] * (tf.linalg.matmul(yy, w) - y_dot_g[:, :, None])
         u = tf.linalg.triangular_solve(r, rhs, lower=False, adjoint=True)[:, :, 0]
         by_slot = (ages[None, :] - self.next[:, None]) % size  # each slot's place, oldest first
-        return (tf.gather(u, by_slot, batch_dims=1), tf.gather(-w[:, :, 0], by_slot, batch_dims=1), gamma)
+        return tf.gather(u, by_slot, batch_dims=1), tf.gather(-w[:, :, 0], by_slot, batch_dims=1), gamma
 
-    def _flat(self, images: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(images, (-1, self.pairs.shape[2]))
+
+def _flat(images: tf.Tensor) -> tf.Tensor:
+    """(rows, ...) -> (rows, pixels)."""
+    return tf.reshape(images, (tf.shape(images)[0], -1))
 
 
 class _Lbfgs:
@@ -448,13 +453,12 @@ class _Lbfgs:
     def _direction(self, running: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """-H·g over the free pixels (those not held at a bound by their gradient); `fresh` where
         it is the plain gradient (no history, or the history gave no descent direction)."""
-        image, gradient = self.optimizer.image, self.gradient
-        held = ((image <= self.optimizer._low) & (gradient > 0)) | ((image >= self.optimizer._high) & (gradient < 0))
-        free_gradient = tf.where(held, 0.0, gradient)
-        direction = tf.where(held, 0.0, -self.history.times_inverse_hessian(free_gradient))
-        fresh = (self.history.count == 0) | ~(_dot(gradient, direction) < 0)
+        image, gradient = self.optimizer.image.read_value(), self.gradient.read_value()
+        free_gradient = _free_gradient(image, gradient)
+        direction, fresh = _descent_direction(image, gradient, self.history.times_inverse_hessian(free_gradient),
+                                              self.history.count == 0)
         self.history.clear(fresh & running)
-        return tf.where(_per_pixel(fresh), -free_gradient, direction), fresh
+        return direction, fresh
 
     def _line_search(self, direction: tf.Tensor, fresh: tf.Tensor, budget: tf.Tensor,
                      running: tf.Tensor) -> tf.Tensor:
@@ -469,11 +473,11 @@ class _Lbfgs:
         tries = tf.zeros_like(optimizer.evaluations)
         found, overshot, done = tf.zeros_like(running), tf.zeros_like(running), ~running
         searching = running & (optimizer.evaluations < budget)
+        image, image_gradient = optimizer.image.read_value(), self.gradient.read_value()
         while tf.reduce_any(searching):
-            point = optimizer.project(optimizer.image + _per_pixel(step) * direction)
+            point, predicted = _trial_point(image, direction, step, image_gradient)
             loss, terms, gradient = optimizer.evaluate(point, searching)
             tries += tf.cast(searching, tf.int32)
-            predicted = _dot(self.gradient, point - optimizer.image)  # ≤ 0: the projected step's first-order change
             sufficient = tf.math.is_finite(loss) & (loss <= self.loss + ARMIJO * predicted)
             accepted = searching & sufficient & (~found | (loss < self.trial_loss))
             rejected = searching & ~accepted
@@ -492,6 +496,35 @@ class _Lbfgs:
         _update_rows(self.trial_gradient, accepted, gradient)
         self.trial_loss.assign(tf.where(accepted, loss, self.trial_loss))
         self.trial_terms.assign(tf.where(accepted[:, None], terms, self.trial_terms))
+
+
+# Element-wise work on whole images, each fused by XLA into a loop or two; TensorFlow's kernels
+# make a pass over the image per operation.
+def _held(image: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+    """Pixels at a bound that the gradient pushes outward: the projection would undo their step."""
+    return ((image <= PIXEL_MIN) & (gradient > 0)) | ((image >= PIXEL_MAX) & (gradient < 0))
+
+
+@tf.function(jit_compile=True)
+def _free_gradient(image: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+    return tf.where(_held(image, gradient), 0.0, gradient)
+
+
+@tf.function(jit_compile=True)
+def _descent_direction(image, gradient, inverse_hessian_gradient, no_history) -> tuple[tf.Tensor, tf.Tensor]:
+    """-H·g over the free pixels, or the free gradient's descent where that is `fresh`: no history,
+    or no descent along -H·g."""
+    held = _held(image, gradient)
+    direction = tf.where(held, 0.0, -inverse_hessian_gradient)
+    fresh = no_history | ~(_dot(gradient, direction) < 0)
+    return tf.where(_per_pixel(fresh), tf.where(held, 0.0, -gradient), direction), fresh
+
+
+@tf.function(jit_compile=True)
+def _trial_point(image, direction, step, gradient) -> tuple[tf.Tensor, tf.Tensor]:
+    """The step along `direction` projected into the box, and its first-order change of the loss (≤ 0)."""
+    point = tf.clip_by_value(image + _per_pixel(step) * direction, PIXEL_MIN, PIXEL_MAX)
+    return point, _dot(gradient, point - image)
 
 
 def _backtracked(step: tf.Tensor, slope: tf.Tensor, loss_at_zero: tf.Tensor, loss: tf.Tensor) -> tf.Tensor:
