@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from pipeline.device_optimizer import _History
@@ -18,19 +19,20 @@ def two_loop(pairs: list[tuple[np.ndarray, np.ndarray]], gradient: np.ndarray) -
     return q
 
 
-def test_the_compact_inverse_hessian_is_the_two_loop_recursions():
-    """Two rows, a history of 4 slots fed 11 pairs: the ring wraps, a pair without positive
-    curvature and pairs not offered are left out, one row's history is cleared midway. At every
-    step each row's H·g equals the two-loop recursion's over the pairs that row kept."""
+@pytest.mark.parametrize("rows", [1, 2])
+def test_the_compact_inverse_hessian_is_the_two_loop_recursions(rows):
+    """A history of 4 slots fed 11 pairs: the ring wraps, row 0's history is cleared midway, and
+    in row 1 (where there is one) a pair without positive curvature and pairs not offered are left
+    out. At every step each row's H·g equals the two-loop recursion's over the pairs it kept."""
     rng = np.random.default_rng(1)
     shape, size = (2, 6, 5, 3), 4
-    history = _History(shape, size)
+    history = _History((rows, *shape[1:]), size)
     times_inverse_hessian = tf.function(history.times_inverse_hessian)
     kept: list[list] = [[], []]
     for step in range(11):
-        gradient = rng.normal(size=shape).astype(np.float32)
+        gradient = rng.normal(size=shape).astype(np.float32)[:rows]
         result = times_inverse_hessian(tf.constant(gradient)).numpy()
-        for row in range(2):
+        for row in range(rows):
             pairs = [(s.astype(np.float64), y.astype(np.float64)) for s, y in kept[row][-size:]]
             expected = two_loop(pairs, gradient[row].ravel().astype(np.float64))
             np.testing.assert_allclose(result[row].ravel(), expected, atol=1e-5 * np.abs(expected).max())
@@ -38,12 +40,14 @@ def test_the_compact_inverse_hessian_is_the_two_loop_recursions():
         y = s * rng.uniform(0.5, 2.0, size=shape).astype(np.float32)  # curvature 0.5 to 2 per pixel
         if step == 7:
             y[1] = -s[1]
-        offered = np.array([True, step % 3 != 1])
+        offered = np.array([True, step % 3 != 1])[:rows]
+        s, y = s[:rows], y[:rows]
         history.add(tf.constant(s), tf.constant(y), tf.constant(offered))
-        for row in range(2):
+        for row in range(rows):
             if offered[row] and s[row].ravel() @ y[row].ravel() > 0:
                 kept[row].append((s[row].ravel(), y[row].ravel()))
         if step == 8:
-            history.clear(tf.constant([True, False]))
+            history.clear(tf.constant([True, False][:rows]))
             kept[0] = []
-    assert len(kept[1]) > size and history.count.numpy().tolist() == [len(kept[0]), size] == [2, size]
+    assert history.count.numpy().tolist() == [min(len(pairs), size) for pairs in kept[:rows]]
+    assert len(kept[0]) == 2 and (rows == 1 or len(kept[1]) > size)  # cleared; wrapped
