@@ -3,10 +3,10 @@
     python benchmarks/optimizer_overhead.py [--width 256] [--height 192] [--evaluations 100]
                                             [--history 1,20,40] [--record]
 
-The loss is a near-free quartic bowl over the image (a millisecond or two, against some 330 ms
-for VGG16 at 256x192 on a 2-core CPU), so almost all of the time is the optimizer's: the
-two-loop recursion, the line search's arithmetic, the copies into its buffers, and the host's
-loop over chunks. One untimed frame first traces the graphs. Divide by a VGG16 evaluation's
+The loss is a near-free quartic bowl over the image (a millisecond or two, against 180-330 ms
+for VGG16 at 256x192 on the 2-core CPUs measured), so almost all of the time is the optimizer's:
+H·g over the stored pairs, the line search's arithmetic, the copies into its buffers, and the
+host's loop over chunks. One untimed frame first traces the graphs. Divide by a VGG16 evaluation's
 time (benchmarks/optimizers.py, "ms / evaluation") for the share it adds to a real frame.
 """
 from __future__ import annotations
