@@ -321,6 +321,25 @@ def resume_command(argv: list[str]) -> str:
     return shlex.join(["python", "cli.py", *(a for a in argv if a != "--restart")])
 
 
+def announced_device(job: Job, restart: bool) -> Job:
+    """The job as it will render, with the device and optimizer said on stderr's first line; "auto"
+    resumes with the optimizer the work directory began with (planning.with_recorded_optimizer)."""
+    from pipeline.devices import chosen_optimizer, rendering_device
+    from pipeline.planning import with_recorded_optimizer
+
+    if job.settings.ray:  # the cluster's workers choose what "auto" runs (farm.render_on_ray), not this machine
+        print(rendering_device(None), file=sys.stderr)
+        return job
+    followed, ours = with_recorded_optimizer(job, restart), chosen_optimizer(job.settings.optimizer)
+    if chosen_optimizer(followed.settings.optimizer) == ours:
+        print(rendering_device(job.settings.optimizer), file=sys.stderr)
+        return job
+    print(rendering_device(followed.settings.optimizer), file=sys.stderr)
+    print(f"{job.workdir_path}: resumes with the optimizer it began with, {followed.settings.optimizer}, "
+          f"not this machine's {ours} (--restart begins again)", file=sys.stderr)
+    return followed
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if argv[:1] == ["eval"]:
@@ -333,13 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_job_file(args, argv)
     import_tensorflow_quietly()  # after the arguments are known to be sane
     from pipeline import jobs, planning, render
-    from pipeline.devices import rendering_device
-
     job = None
     try:
         job = job_from_args(args)
-        # On Ray the cluster's workers choose what "auto" runs (farm.render_on_ray), not this machine.
-        print(rendering_device(None if job.settings.ray else job.settings.optimizer), file=sys.stderr)
+        job = announced_device(job, args.restart)
         announce_sequence_rate(job)
         if args.frames:
             with reporter(args.quiet) as progress:

@@ -15,7 +15,7 @@ import ray
 
 from . import chain
 from .events import ProgressCallback, Progressed, Started, ignore
-from .planning import holding
+from .planning import holding, with_recorded_optimizer
 from .render import assemble
 from .chunks import Chunk, plan_chunks
 from .config import Job
@@ -41,7 +41,9 @@ def connect(address: str) -> None:
 def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     connect(job.settings.ray)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    # "auto" as the workers will run it, not as this driver would: a head without a GPU drives GPU workers.
+    # "auto" as the workers will run it, not as this driver would: a head without a GPU drives GPU
+    # workers; unless the work directory began with another.
+    job = with_recorded_optimizer(job, restart)
     job = replace(job, settings=replace(job.settings, optimizer=chosen_optimizer(job.settings.optimizer, gpu=bool(gpus))))
     with holding(job, restart) as job_plan:  # the workers write under the driver's lock
         settings = job.settings

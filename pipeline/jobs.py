@@ -329,10 +329,12 @@ def render_whole(job: Job, on_progress: ProgressCallback | None = None, restart:
 
 
 def _run_one(outcome: Outcome, progress: ProgressFactory, restart: bool) -> None:
-    from .planning import workdir_state
+    from .planning import with_recorded_optimizer, workdir_state
 
-    job = outcome.entry.job
+    job = with_recorded_optimizer(outcome.entry.job)
     state = workdir_state(job)
+    if state == "different" and restart:
+        job = outcome.entry.job  # begun again: "auto" is this machine's choice
     if state == "complete" and job.output_path.exists():
         outcome.status = "skipped"
         outcome.total = outcome.rendered = None

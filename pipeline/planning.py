@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
 from . import images, sequences, video
-from .config import Job
+from .config import OPTIMIZERS, Job
 from .errors import InputError
 from .files import file_sha256
 from .outputs import refuse_inputs_as_outputs, sequence_members
@@ -118,6 +118,22 @@ def manifest(job: Job, job_plan: Plan) -> dict:
                      if len(job.style) > 1 else {}),
                   "weights": weights.source},
     }
+
+
+def with_recorded_optimizer(job: Job, restart: bool = False) -> Job:
+    """The job with "auto" made the optimizer its work directory recorded, if there is one: a
+    render begun on a CPU (SciPy's) resumes on a GPU machine with SciPy's, and farm tasks on
+    machines of both kinds follow the first. An optimizer named outright, or `restart`, keeps the
+    job's own (a named one that differs is refused as a different render, as before)."""
+    if job.settings.optimizer != "auto" or restart:
+        return job
+    work = WorkDir(job.workdir_path)
+    found = work.read_manifest() if work.manifest_path.is_file() else None
+    settings = found["identity"].get("settings") if found else None
+    recorded = settings.get("optimizer") if isinstance(settings, dict) else None
+    if recorded not in OPTIMIZERS or recorded == "auto":
+        return job
+    return replace(job, settings=replace(job.settings, optimizer=recorded))
 
 
 def _chosen_optimizer(optimizer: str) -> str:

@@ -303,3 +303,24 @@ def test_a_render_begun_with_scipys_optimizer_resumes_under_auto_on_a_cpu(tmp_pa
     assert "1 already done" in capsys.readouterr().err
     assert (work / "frames" / "000000.png").stat().st_mtime_ns == first
     assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == "scipy-lbfgs"
+
+
+def test_auto_resumes_with_the_optimizer_the_work_directory_began_with(tmp_path, capsys):
+    """A render begun by the optimizer "auto" would not choose on this machine (the device L-BFGS,
+    as on a GPU, where this is a CPU) resumes under "auto" with that one, saying so; a named
+    optimizer that differs is still a different render."""
+    from pipeline.devices import chosen_optimizer
+
+    ours = chosen_optimizer("auto")
+    began = "scipy-lbfgs" if ours == "lbfgs" else "lbfgs"
+    out, work = tmp_path / "shot.%04d.png", tmp_path / "shot.work"
+    args = [str(SAMPLE_CLIP), "--style", str(SAMPLE_STYLE), "-o", str(out), *FAST]
+    assert cli.main([*args, "--end", "1", "--optimizer", began]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert cli.main([*args, "--end", "2"]) == 0
+    err = capsys.readouterr().err
+    assert f"resumes with the optimizer it began with, {began}, not this machine's {ours}" in err
+    assert f"optimizer {began}\n" in err and "1 already done" in err
+    assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == began
+    assert cli.main([*args, "--end", "2", "--optimizer", ours]) == 2
+    assert f"settings.optimizer '{began}' -> '{ours}'" in capsys.readouterr().err
