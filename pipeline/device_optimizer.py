@@ -11,33 +11,34 @@ trace. The early stop (stop_tolerance over stop_window iterations, stylize._Trac
 decided inside the loop by the same rule in the same float64 arithmetic, fed the host's last
 losses, so a chunk ends exactly where the host's rule would have ended the frame.
 
-L-BFGS: H·g by the compact representation (Byrd, Nocedal and Schnabel 1994; the two-loop
-recursion's result, in two matrix products over the pairs) from the last HISTORY (s, y) pairs in a
-fixed-shape ring buffer; the pixel bounds by projection (pixels held at a bound by their gradient are left out of the
-direction, and every trial point is clipped into the box); a line search that backtracks by
-quadratic interpolation until the Armijo condition holds and extrapolates while the slope is
-still steep (weak Wolfe), so the first step of a frame finds its scale. Pairs without positive
-curvature are skipped; a line search that finds no decrease forgets the history and retries
-along the gradient, and fails the frame only if that fails too. Every evaluation counts against
-the budget, line-search ones included, and the budget is never exceeded.
+L-BFGS: H·g by the compact representation (Byrd, Nocedal and Schnabel 1994; the two-loop recursion's
+result, in two matrix products over the pairs) from the last HISTORY (s, y) pairs in a fixed-shape
+ring buffer; the pixel bounds by projection (pixels held at a bound by their gradient are left out
+of the direction, and every trial point is clipped into the box); a line search that backtracks by
+quadratic interpolation until the Armijo condition holds and extrapolates while the slope is still
+steep (weak Wolfe), so the first step of a frame finds its scale. Pairs without positive curvature
+are skipped; a line search that finds no decrease forgets the history and retries along the
+gradient, and fails the frame only if that fails too. Every evaluation counts against the budget,
+line-search ones included, and the budget is never exceeded.
 
-Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same losses
-at equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation warm frames;
-a whole render was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). At 256 px on 24
+Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same losses at
+equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation warm frames; a
+whole render was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). At 256 px on 24
 frames, 3.1-3.2 % of the wall time is outside the loss and the content targets (SciPy 18 % on the
 same machine), about 6 ms per evaluation: reading the pairs (~2 ms with 20, ~4 with 40) and a dozen
-passes over the image (RESULTS, "the compact representation"). Early in a cold frame whose source has many clipped pixels (~11 % at 0 or 255) it
-trails: 1.5 % higher after 20 evaluations at 128 px, 9 % after 10 at 256 px; over 8 cold frames of
-two clips it ended 0.24 % above SciPy on average with SciPy's 20 pairs. On the same frame with no
-clipped pixels this one was ahead. Keeping 40 pairs instead of SciPy's 20 brought 8 cold frames of
-two clips in two styles from 0.19 % to 0.06 % above SciPy on average (0.9970-1.0040; lower on 7 of
-8), while the share of a cold frame's time outside VGG16 rose from 5.9 % to 9.0 % on this CPU with
-the two-loop recursion (4 % with the compact form); warm frames never fill 20. The gap opens over evaluations 5-15 (up to
-10 %), where both take the unit step at every iteration, so the line search is not the cause: Moré
-and Thuente's (SciPy's) in its place changed nothing. Masking the pairs to free pixels, not masking
-the direction, L-BFGS-B's subspace step, and L-BFGS-B's Cauchy point with it (which matched SciPy's
-first iterations) did not close the gap beyond the frame-to-frame spread; the last made frames
-1.3-1.7x slower (benchmarks/RESULTS.md, "Optimizers: cold frames").
+passes over the image (RESULTS, "the compact representation"). Early in a cold frame whose source
+has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher after 20 evaluations at 128 px,
+9 % after 10 at 256 px; over 8 cold frames of two clips it ended 0.24 % above SciPy on average with
+SciPy's 20 pairs. On the same frame with no clipped pixels this one was ahead. Keeping 40 pairs
+instead of SciPy's 20 brought 8 cold frames of two clips in two styles from 0.19 % to 0.06 % above
+SciPy on average (0.9970-1.0040; lower on 7 of 8), while the share of a cold frame's time outside
+VGG16 rose from 5.9 % to 9.0 % on this CPU with the two-loop recursion (4 % with the compact form);
+warm frames never fill 20. The gap opens over evaluations 5-15 (up to 10 %), where both take the
+unit step at every iteration, so the line search is not the cause: Moré and Thuente's (SciPy's) in
+its place changed nothing. Masking the pairs to free pixels, not masking the direction, L-BFGS-B's
+subspace step, and L-BFGS-B's Cauchy point with it (which matched SciPy's first iterations) did not
+close the gap beyond the frame-to-frame spread; the last made frames 1.3-1.7x slower
+(benchmarks/RESULTS.md, "Optimizers: cold frames").
 """
 from __future__ import annotations
 
