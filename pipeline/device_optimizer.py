@@ -133,7 +133,6 @@ class DeviceOptimizer:
         self.settings, self.rows = settings, rows
         shape = (rows, *shape[1:])
         self._loss_and_gradient = loss_and_gradient
-        self._low, self._high = tf.constant(PIXEL_MIN), tf.constant(PIXEL_MAX)
         self._step = _Lbfgs(self, shape) if settings.optimizer == "lbfgs" else _Adam(self, shape)
         self.image = tf.Variable(tf.zeros(shape), trainable=False)
         self.best = tf.Variable(tf.zeros(shape), trainable=False)
@@ -230,9 +229,6 @@ class DeviceOptimizer:
         self.best_terms.assign(tf.where(better[:, None], terms, self.best_terms))
         return totals, terms, gradient
 
-    def project(self, image: tf.Tensor) -> tf.Tensor:
-        return tf.clip_by_value(image, self._low, self._high)
-
 
 class Row:
     """One row of a DeviceOptimizer as one frame's optimization sees it (stylize._on_device)."""
@@ -296,7 +292,7 @@ class _Adam:
         moment = self.moment / (1 - self.BETA1 ** steps)
         velocity = self.velocity / (1 - self.BETA2 ** steps)
         rate = optimizer.settings.learning_rate
-        stepped = optimizer.project(optimizer.image - rate * moment / (tf.sqrt(velocity) + self.EPSILON))
+        stepped = _project(optimizer.image - rate * moment / (tf.sqrt(velocity) + self.EPSILON))
         _update_rows(optimizer.image, counted, stepped)
         return counted, tf.zeros_like(counted), loss, terms
 
@@ -509,6 +505,11 @@ class _Lbfgs:
         self.trial_terms.assign(tf.where(accepted[:, None], terms, self.trial_terms))
 
 
+def _project(image: tf.Tensor) -> tf.Tensor:
+    """Into the pixel box."""
+    return tf.clip_by_value(image, PIXEL_MIN, PIXEL_MAX)
+
+
 # Element-wise work on whole images, each fused by XLA into a loop or two; TensorFlow's kernels
 # make a pass over the image per operation.
 def _held(image: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
@@ -534,7 +535,7 @@ def _descent_direction(image, gradient, inverse_hessian_gradient, no_history) ->
 @tf.function(jit_compile=True)
 def _trial_point(image, direction, step, gradient) -> tuple[tf.Tensor, tf.Tensor]:
     """The step along `direction` projected into the box, and its first-order change of the loss (≤ 0)."""
-    point = tf.clip_by_value(image + _per_pixel(step) * direction, PIXEL_MIN, PIXEL_MAX)
+    point = _project(image + _per_pixel(step) * direction)
     return point, _dot(gradient, point - image)
 
 
