@@ -114,7 +114,17 @@ def _update_rows(variable: tf.Variable, rows: tf.Tensor, values: tf.Tensor) -> N
     """variable[r] = values[r] for the rows r where `rows` holds, in place. A tf.where over whole
     images took ~0.6 ms at 256x192 on a CPU, 6x a copy, and an evaluation made five of them."""
     picked = tf.where(rows)
-    variable.scatter_nd_update(picked, tf.gather_nd(values, picked))
+    # With one row, the values are the update itself or none of it: a slice, not a gathered copy.
+    update = values[:tf.shape(picked)[0]] if variable.shape[0] == 1 else tf.gather_nd(values, picked)
+    variable.scatter_nd_update(picked, update)
+
+
+def _read(variable: tf.Variable) -> tf.Tensor:
+    """The variable's value without a copy. A scatter leaves a variable in copy-on-read mode, where
+    every read copies it (an image per read here); a later scatter copies it only if the value
+    read is still in use then."""
+    tf.raw_ops.DisableCopyOnRead(resource=variable.handle)
+    return variable.read_value()
 
 
 def _assign_row(variable: tf.Variable, row: int, value) -> None:
@@ -306,7 +316,7 @@ class _History:
 
     def __init__(self, shape: tuple[int, ...], size: int):
         rows = shape[0]
-        self.size = size
+        self.rows, self.size = rows, size
         # Slot-major, s and y of a slot side by side: until a row's ring wraps its pairs fill
         # slots 0..count-1, so the stored pairs are a prefix, read in place (no copy).
         self.pairs = tf.Variable(tf.zeros((2 * size, rows, int(np.prod(shape[1:])))), trainable=False)
@@ -340,11 +350,9 @@ class _History:
         γ = s·y / y·y of the newest pair (1 with none):
         H·g = γg + S·u + γY·v, v = -R⁻¹Sᵀg, u = R⁻ᵀ((D + γYᵀY)R⁻¹Sᵀg - γYᵀg),
         R the upper triangle of SᵀY (pairs oldest first), D its diagonal."""
-        # The scatters put the buffer in copy-on-read mode, where every whole read copies it.
-        tf.raw_ops.DisableCopyOnRead(resource=self.pairs.handle)
         stored = tf.maximum(tf.reduce_max(self.count), 1)  # at least one slot, so the newest can be read
         # (rows, 2·stored, pixels); slots a row has not filled yet get zero weights.
-        pairs = tf.transpose(self.pairs.read_value()[:2 * stored], [1, 0, 2])
+        pairs = tf.transpose(_read(self.pairs)[:2 * stored], [1, 0, 2])
         newest = 2 * tf.where(self.count > 0, (self.next - 1) % self.size, 0)
         flat = _flat(gradient)
         against = tf.stack([flat, tf.gather(pairs, newest, batch_dims=1), tf.gather(pairs, newest + 1, batch_dims=1)],
@@ -354,7 +362,8 @@ class _History:
         s_dots, y_dots = dots[:, :, 0], dots[:, :, 1]  # (rows, size, 3): · g, newest s, newest y
         self._note_newest(newest // 2, s_dots[:, :, 2], y_dots[:, :, 1], y_dots[:, :, 2])
         u, v, gamma = self._coefficients(s_dots[:, :, 0], y_dots[:, :, 0])
-        weights = tf.reshape(tf.stack([u, gamma[:, None] * v], axis=2)[:, :stored], (-1, 1, 2 * stored))
+        # The rows' count stays static, so _row_products sees one row and takes the 2-D product.
+        weights = tf.reshape(tf.stack([u, gamma[:, None] * v], axis=2)[:, :stored], (self.rows, 1, 2 * stored))
         direction = tf.cast(gamma[:, None], tf.float32) * flat + _row_products(tf.cast(weights, tf.float32), pairs)[:, 0]
         return tf.reshape(direction, tf.shape(gradient))
 
@@ -441,38 +450,39 @@ class _Lbfgs:
         a step, `failed` where even the gradient direction gave no decrease."""
         optimizer = self.optimizer
         had_point = self.has_point.read_value()
-        direction, fresh = self._direction(running)
-        found = self._line_search(direction, fresh, budget, running)
-        self.history.add(self.trial - optimizer.image, self.trial_gradient - self.gradient, found)
-        self._take(found)
+        image, gradient = _read(optimizer.image), _read(self.gradient)
+        direction, fresh = self._direction(image, gradient, running)
+        found = self._line_search(image, gradient, direction, fresh, budget, running)
+        trial, trial_gradient = _read(self.trial), _read(self.trial_gradient)
+        self.history.add(trial - image, trial_gradient - gradient, found)
+        self._take(found, trial, trial_gradient)
         # No decrease found: forget the curvature, retry along -g (a failure if that was -g).
         retry = running & ~found & (optimizer.evaluations < budget)
         self.history.clear(retry)
         return found & had_point, retry & fresh, self.loss.read_value(), self.terms.read_value()
 
-    def _take(self, found: tf.Tensor) -> None:
-        _update_rows(self.optimizer.image, found, self.trial)
-        _update_rows(self.gradient, found, self.trial_gradient)
+    def _take(self, found: tf.Tensor, trial: tf.Tensor, trial_gradient: tf.Tensor) -> None:
+        _update_rows(self.optimizer.image, found, trial)
+        _update_rows(self.gradient, found, trial_gradient)
         self.loss.assign(tf.where(found, self.trial_loss, self.loss))
         self.terms.assign(tf.where(found[:, None], self.trial_terms, self.terms))
         self.has_point.assign(self.has_point | found)
 
-    def _direction(self, running: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _direction(self, image: tf.Tensor, gradient: tf.Tensor, running: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """-H·g over the free pixels (those not held at a bound by their gradient); `fresh` where
         it is the plain gradient (no history, or the history gave no descent direction)."""
-        image, gradient = self.optimizer.image.read_value(), self.gradient.read_value()
         free_gradient = _free_gradient(image, gradient)
         direction, fresh = _descent_direction(image, gradient, self.history.times_inverse_hessian(free_gradient),
                                               self.history.count == 0)
         self.history.clear(fresh & running)
         return direction, fresh
 
-    def _line_search(self, direction: tf.Tensor, fresh: tf.Tensor, budget: tf.Tensor,
-                     running: tf.Tensor) -> tf.Tensor:
+    def _line_search(self, image: tf.Tensor, image_gradient: tf.Tensor, direction: tf.Tensor, fresh: tf.Tensor,
+                     budget: tf.Tensor, running: tf.Tensor) -> tf.Tensor:
         """For each running row: backtrack until the Armijo condition holds, extrapolate while the
         slope stays steep; the accepted point is left in trial*. True where one was accepted."""
         optimizer = self.optimizer
-        slope = _dot(self.gradient, direction)
+        slope = _dot(image_gradient, direction)
         # Without curvature yet, step along the gradient of the loss summed over pixels, not averaged
         # (SciPy's first step on stylize's scaled loss): the loss is a mean, so this is O(1) levels
         # at any frame size; the search then grows or shrinks it.
@@ -480,7 +490,6 @@ class _Lbfgs:
         tries = tf.zeros_like(optimizer.evaluations)
         found, overshot, done = tf.zeros_like(running), tf.zeros_like(running), ~running
         searching = running & (optimizer.evaluations < budget)
-        image, image_gradient = optimizer.image.read_value(), self.gradient.read_value()
         while tf.reduce_any(searching):
             point, predicted = _trial_point(image, direction, step, image_gradient)
             loss, terms, gradient = optimizer.evaluate(point, searching)
