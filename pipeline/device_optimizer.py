@@ -114,9 +114,12 @@ def _update_rows(variable: tf.Variable, rows: tf.Tensor, values: tf.Tensor) -> N
     """variable[r] = values[r] for the rows r where `rows` holds, in place. A tf.where over whole
     images took ~0.6 ms at 256x192 on a CPU, 6x a copy, and an evaluation made five of them."""
     picked = tf.where(rows)
-    # With one row, the values are the update itself or none of it: a slice, not a gathered copy.
-    update = values[:tf.shape(picked)[0]] if variable.shape[0] == 1 else tf.gather_nd(values, picked)
-    variable.scatter_nd_update(picked, update)
+    variable.scatter_nd_update(picked, _gather_rows(values, picked[:, 0]))
+
+
+def _gather_rows(values: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """values[rows]; with one row, a slice of none or all of it, which makes no copy (a gather does)."""
+    return values[:tf.shape(rows)[0]] if values.shape[0] == 1 else tf.gather(values, rows)
 
 
 def _read(variable: tf.Variable) -> tf.Tensor:
@@ -129,8 +132,8 @@ def _read(variable: tf.Variable) -> tf.Tensor:
 
 def _assign_row(variable: tf.Variable, row: int, value) -> None:
     """variable[row] = value, as a frame begins (on the host, outside the compiled loop)."""
-    value = tf.convert_to_tensor(value, variable.dtype)
-    variable.assign(tf.tensor_scatter_nd_update(variable, [[row]], tf.reshape(value, (1, *variable.shape[1:]))))
+    value = tf.reshape(tf.convert_to_tensor(value, variable.dtype), (1, *variable.shape[1:]))
+    variable.assign(value if variable.shape[0] == 1 else tf.tensor_scatter_nd_update(variable, [[row]], value))
 
 
 class DeviceOptimizer:
@@ -340,16 +343,16 @@ class _History:
         slot = 2 * tf.gather(self.next, kept)
         # A scatter writes the slots in place; a sliced assign took ~2 ms per buffer at 128 px on a
         # CPU, 20x longer, as if it copied the whole buffer.
-        self.pairs.scatter_nd_update(tf.stack([slot, kept], axis=1), tf.gather(_flat(s), kept))
-        self.pairs.scatter_nd_update(tf.stack([slot + 1, kept], axis=1), tf.gather(_flat(y), kept))
+        self.pairs.scatter_nd_update(tf.stack([slot, kept], axis=1), _gather_rows(_flat(s), kept))
+        self.pairs.scatter_nd_update(tf.stack([slot + 1, kept], axis=1), _gather_rows(_flat(y), kept))
         self.next.assign(tf.where(keep, (self.next + 1) % self.size, self.next))
         self.count.assign(tf.where(keep, tf.minimum(self.count + 1, self.size), self.count))
 
-    def times_inverse_hessian(self, gradient: tf.Tensor) -> tf.Tensor:
-        """H·g for each row, H the L-BFGS inverse Hessian of its stored pairs with H₀ = γI,
-        γ = s·y / y·y of the newest pair (1 with none):
-        H·g = γg + S·u + γY·v, v = -R⁻¹Sᵀg, u = R⁻ᵀ((D + γYᵀY)R⁻¹Sᵀg - γYᵀg),
-        R the upper triangle of SᵀY (pairs oldest first), D its diagonal."""
+    def times_inverse_hessian(self, gradient: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """H·g for each row as γ (rows,) and the pairs' part, H·g = γg + S·u + γY·v (the sum is
+        left to the caller's fused pass), H the L-BFGS inverse Hessian of the row's stored pairs
+        with H₀ = γI, γ = s·y / y·y of the newest pair (1 with none); v = -R⁻¹Sᵀg,
+        u = R⁻ᵀ((D + γYᵀY)R⁻¹Sᵀg - γYᵀg), R the upper triangle of SᵀY (pairs oldest first), D its diagonal."""
         stored = tf.maximum(tf.reduce_max(self.count), 1)  # at least one slot, so the newest can be read
         # (rows, 2·stored, pixels); slots a row has not filled yet get zero weights.
         pairs = tf.transpose(_read(self.pairs)[:2 * stored], [1, 0, 2])
@@ -364,8 +367,8 @@ class _History:
         u, v, gamma = self._coefficients(s_dots[:, :, 0], y_dots[:, :, 0])
         # The rows' count stays static, so _row_products sees one row and takes the 2-D product.
         weights = tf.reshape(tf.stack([u, gamma[:, None] * v], axis=2)[:, :stored], (self.rows, 1, 2 * stored))
-        direction = tf.cast(gamma[:, None], tf.float32) * flat + _row_products(tf.cast(weights, tf.float32), pairs)[:, 0]
-        return tf.reshape(direction, tf.shape(gradient))
+        pairs_part = _row_products(tf.cast(weights, tf.float32), pairs)[:, 0]
+        return tf.cast(gamma, tf.float32), tf.reshape(pairs_part, tf.shape(gradient))
 
     def _note_newest(self, newest, s_dot_new_y, y_dot_new_s, y_dot_new_y) -> None:
         """The newest pair's row and column of SᵀY and YᵀY (again, if it is not new: the same values)."""
@@ -451,8 +454,8 @@ class _Lbfgs:
         optimizer = self.optimizer
         had_point = self.has_point.read_value()
         image, gradient = _read(optimizer.image), _read(self.gradient)
-        direction, fresh = self._direction(image, gradient, running)
-        found = self._line_search(image, gradient, direction, fresh, budget, running)
+        direction, fresh, slope = self._direction(image, gradient, running)
+        found = self._line_search(image, gradient, direction, slope, fresh, budget, running)
         trial, trial_gradient = _read(self.trial), _read(self.trial_gradient)
         self.history.add(trial - image, trial_gradient - gradient, found)
         self._take(found, trial, trial_gradient)
@@ -468,21 +471,20 @@ class _Lbfgs:
         self.terms.assign(tf.where(found[:, None], self.trial_terms, self.terms))
         self.has_point.assign(self.has_point | found)
 
-    def _direction(self, image: tf.Tensor, gradient: tf.Tensor, running: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """-H·g over the free pixels (those not held at a bound by their gradient); `fresh` where
-        it is the plain gradient (no history, or the history gave no descent direction)."""
-        free_gradient = _free_gradient(image, gradient)
-        direction, fresh = _descent_direction(image, gradient, self.history.times_inverse_hessian(free_gradient),
-                                              self.history.count == 0)
+    def _direction(self, image: tf.Tensor, gradient: tf.Tensor, running: tf.Tensor):
+        """-H·g over the free pixels (those not held at a bound by their gradient), and its slope
+        g·d; `fresh` where it is the plain gradient (no history, or the history gave no descent
+        direction)."""
+        gamma, pairs_part = self.history.times_inverse_hessian(_free_gradient(image, gradient))
+        direction, fresh, slope = _descent_direction(image, gradient, gamma, pairs_part, self.history.count == 0)
         self.history.clear(fresh & running)
-        return direction, fresh
+        return direction, fresh, slope
 
-    def _line_search(self, image: tf.Tensor, image_gradient: tf.Tensor, direction: tf.Tensor, fresh: tf.Tensor,
-                     budget: tf.Tensor, running: tf.Tensor) -> tf.Tensor:
+    def _line_search(self, image: tf.Tensor, image_gradient: tf.Tensor, direction: tf.Tensor, slope: tf.Tensor,
+                     fresh: tf.Tensor, budget: tf.Tensor, running: tf.Tensor) -> tf.Tensor:
         """For each running row: backtrack until the Armijo condition holds, extrapolate while the
         slope stays steep; the accepted point is left in trial*. True where one was accepted."""
         optimizer = self.optimizer
-        slope = _dot(image_gradient, direction)
         # Without curvature yet, step along the gradient of the loss summed over pixels, not averaged
         # (SciPy's first step on stylize's scaled loss): the loss is a mean, so this is O(1) levels
         # at any frame size; the search then grows or shrinks it.
@@ -532,13 +534,16 @@ def _free_gradient(image: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True)
-def _descent_direction(image, gradient, inverse_hessian_gradient, no_history) -> tuple[tf.Tensor, tf.Tensor]:
-    """-H·g over the free pixels, or the free gradient's descent where that is `fresh`: no history,
-    or no descent along -H·g."""
+def _descent_direction(image, gradient, gamma, pairs_part, no_history) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """-H·g = -(γg + pairs_part) over the free pixels, or the free gradient's descent where that is
+    `fresh`: no history, or no descent along -H·g; and the direction's slope g·d."""
     held = _held(image, gradient)
-    direction = tf.where(held, 0.0, -inverse_hessian_gradient)
-    fresh = no_history | ~(_dot(gradient, direction) < 0)
-    return tf.where(_per_pixel(fresh), tf.where(held, 0.0, -gradient), direction), fresh
+    direction = tf.where(held, 0.0, -(_per_pixel(gamma) * gradient + pairs_part))
+    slope = _dot(gradient, direction)
+    fresh = no_history | ~(slope < 0)
+    steepest = tf.where(held, 0.0, -gradient)
+    return (tf.where(_per_pixel(fresh), steepest, direction), fresh,
+            tf.where(fresh, _dot(gradient, steepest), slope))
 
 
 @tf.function(jit_compile=True)

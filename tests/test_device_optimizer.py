@@ -31,7 +31,8 @@ def test_the_compact_inverse_hessian_is_the_two_loop_recursions(rows):
     kept: list[list] = [[], []]
     for step in range(11):
         gradient = rng.normal(size=shape).astype(np.float32)[:rows]
-        result = times_inverse_hessian(tf.constant(gradient)).numpy()
+        gamma, pairs_part = times_inverse_hessian(tf.constant(gradient))
+        result = gamma.numpy()[:, None, None, None] * gradient + pairs_part.numpy()
         for row in range(rows):
             pairs = [(s.astype(np.float64), y.astype(np.float64)) for s, y in kept[row][-size:]]
             expected = two_loop(pairs, gradient[row].ravel().astype(np.float64))
