@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -433,11 +433,6 @@ class _Lbfgs:
         self.terms = tf.Variable(tf.zeros((rows, len(TERMS))), trainable=False)
         self.gradient = tf.Variable(tf.zeros(shape), trainable=False)
         self.has_point = tf.Variable(tf.zeros(rows, tf.bool), trainable=False)
-        # The best point each row's current line search accepted, not yet taken.
-        self.trial = tf.Variable(tf.zeros(shape), trainable=False)
-        self.trial_gradient = tf.Variable(tf.zeros(shape), trainable=False)
-        self.trial_loss = tf.Variable(tf.zeros(rows), trainable=False)
-        self.trial_terms = tf.Variable(tf.zeros((rows, len(TERMS))), trainable=False)
 
     def reset(self, row: int) -> None:
         self.history.clear(tf.range(self.optimizer.rows) == row)
@@ -455,20 +450,19 @@ class _Lbfgs:
         had_point = self.has_point.read_value()
         image, gradient = _read(optimizer.image), _read(self.gradient)
         direction, fresh, slope = self._direction(image, gradient, running)
-        found = self._line_search(image, gradient, direction, slope, fresh, budget, running)
-        trial, trial_gradient = _read(self.trial), _read(self.trial_gradient)
-        self.history.add(trial - image, trial_gradient - gradient, found)
-        self._take(found, trial, trial_gradient)
+        found, trial = self._line_search(image, gradient, direction, slope, fresh, budget, running)
+        self.history.add(trial.image - image, trial.gradient - gradient, found)
+        self._take(found, trial)
         # No decrease found: forget the curvature, retry along -g (a failure if that was -g).
         retry = running & ~found & (optimizer.evaluations < budget)
         self.history.clear(retry)
         return found & had_point, retry & fresh, self.loss.read_value(), self.terms.read_value()
 
-    def _take(self, found: tf.Tensor, trial: tf.Tensor, trial_gradient: tf.Tensor) -> None:
-        _update_rows(self.optimizer.image, found, trial)
-        _update_rows(self.gradient, found, trial_gradient)
-        self.loss.assign(tf.where(found, self.trial_loss, self.loss))
-        self.terms.assign(tf.where(found[:, None], self.trial_terms, self.terms))
+    def _take(self, found: tf.Tensor, trial: "_Point") -> None:
+        _update_rows(self.optimizer.image, found, trial.image)
+        _update_rows(self.gradient, found, trial.gradient)
+        self.loss.assign(tf.where(found, trial.loss, self.loss))
+        self.terms.assign(tf.where(found[:, None], trial.terms, self.terms))
         self.has_point.assign(self.has_point | found)
 
     def _direction(self, image: tf.Tensor, gradient: tf.Tensor, running: tf.Tensor):
@@ -481,9 +475,10 @@ class _Lbfgs:
         return direction, fresh, slope
 
     def _line_search(self, image: tf.Tensor, image_gradient: tf.Tensor, direction: tf.Tensor, slope: tf.Tensor,
-                     fresh: tf.Tensor, budget: tf.Tensor, running: tf.Tensor) -> tf.Tensor:
+                     fresh: tf.Tensor, budget: tf.Tensor, running: tf.Tensor) -> tuple[tf.Tensor, "_Point"]:
         """For each running row: backtrack until the Armijo condition holds, extrapolate while the
-        slope stays steep; the accepted point is left in trial*. True where one was accepted."""
+        slope stays steep. True where a point was accepted, and the best point accepted (carried
+        through the loop as tensors: kept in variables, each accepted point cost two image copies)."""
         optimizer = self.optimizer
         # Without curvature yet, step along the gradient of the loss summed over pixels, not averaged
         # (SciPy's first step on stylize's scaled loss): the loss is a mean, so this is O(1) levels
@@ -492,14 +487,15 @@ class _Lbfgs:
         tries = tf.zeros_like(optimizer.evaluations)
         found, overshot, done = tf.zeros_like(running), tf.zeros_like(running), ~running
         searching = running & (optimizer.evaluations < budget)
+        trial = _Point(image, image_gradient, self.loss.read_value(), self.terms.read_value())  # none accepted yet
         while tf.reduce_any(searching):
             point, predicted = _trial_point(image, direction, step, image_gradient)
             loss, terms, gradient = optimizer.evaluate(point, searching)
             tries += tf.cast(searching, tf.int32)
             sufficient = tf.math.is_finite(loss) & (loss <= self.loss + ARMIJO * predicted)
-            accepted = searching & sufficient & (~found | (loss < self.trial_loss))
+            accepted = searching & sufficient & (~found | (loss < trial.loss))
             rejected = searching & ~accepted
-            self._keep_trial(accepted, point, gradient, loss, terms)
+            trial = _Point(*(_where_rows(accepted, new, kept) for new, kept in zip((point, gradient, loss, terms), trial)))
             still_steep = _dot(gradient, direction) < WOLFE * slope
             # An extrapolation that went too far ends the search at the point before it.
             done = tf.where(accepted, overshot | ~still_steep, tf.where(rejected, found, done))
@@ -507,13 +503,30 @@ class _Lbfgs:
                             tf.where(rejected, _backtracked(step, slope, self.loss, loss), step))
             overshot, found = overshot | rejected, found | accepted
             searching = ~done & (tries < MAX_LINE_SEARCH) & (optimizer.evaluations < budget)
-        return found
+        return found, trial
 
-    def _keep_trial(self, accepted: tf.Tensor, point, gradient, loss, terms) -> None:
-        _update_rows(self.trial, accepted, point)
-        _update_rows(self.trial_gradient, accepted, gradient)
-        self.trial_loss.assign(tf.where(accepted, loss, self.trial_loss))
-        self.trial_terms.assign(tf.where(accepted[:, None], terms, self.trial_terms))
+
+class _Point(NamedTuple):
+    """Each row's point with its gradient, loss and terms."""
+
+    image: tf.Tensor
+    gradient: tf.Tensor
+    loss: tf.Tensor
+    terms: tf.Tensor
+
+
+def _where_rows(rows: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
+    """new[r] where rows[r], else old[r]. With one row, a tf.cond picks a whole tensor and copies
+    nothing; with more, a pass over the images (fused by XLA: TensorFlow's broadcasting tf.where
+    took 5x as long on a CPU)."""
+    if new.shape[0] == 1:
+        return tf.cond(rows[0], lambda: new, lambda: old)
+    return _select_rows(rows, new, old)
+
+
+@tf.function(jit_compile=True)
+def _select_rows(rows: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
+    return tf.where(tf.reshape(rows, [-1] + [1] * (len(new.shape) - 1)), new, old)
 
 
 def _project(image: tf.Tensor) -> tf.Tensor:
