@@ -24,10 +24,11 @@ line-search ones included, and the budget is never exceeded.
 Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU): the same losses at
 equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation warm frames; a
 whole render was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). At 256 px on 24
-frames, 3.1-3.2 % of the wall time is outside the loss and the content targets (SciPy 18 % on the
-same machine), about 6 ms per evaluation: reading the pairs (~2 ms with 20, ~4 with 40) and a dozen
-passes over the image (RESULTS, "the compact representation"). Early in a cold frame whose source
-has many clipped pixels (~11 % at 0 or 255) it trails: 1.5 % higher after 20 evaluations at 128 px,
+frames, 2.7 % of the wall time is outside the loss and the content targets (SciPy 14 % on the
+same machine; 3.0 % before the loop stopped copying images it only read), about 8 ms per 290 ms
+evaluation: reading the pairs in two matrix products, three XLA passes and a few copies into
+variables (RESULTS, "copies"). Early in a cold frame whose source has many clipped pixels (~11 %
+at 0 or 255) it trails: 1.5 % higher after 20 evaluations at 128 px,
 9 % after 10 at 256 px; over 8 cold frames of two clips it ended 0.24 % above SciPy on average with
 SciPy's 20 pairs. On the same frame with no clipped pixels this one was ahead. Keeping 40 pairs
 instead of SciPy's 20 brought 8 cold frames of two clips in two styles from 0.19 % to 0.06 % above
@@ -112,7 +113,7 @@ def _per_pixel(values: tf.Tensor) -> tf.Tensor:
 
 def _update_rows(variable: tf.Variable, rows: tf.Tensor, values: tf.Tensor) -> None:
     """variable[r] = values[r] for the rows r where `rows` holds, in place. A tf.where over whole
-    images took ~0.6 ms at 256x192 on a CPU, 6x a copy, and an evaluation made five of them."""
+    images took ~0.6 ms at 256x192 on a CPU, 6x a copy."""
     picked = tf.where(rows)
     variable.scatter_nd_update(picked, _gather_rows(values, picked[:, 0]))
 
