@@ -25,7 +25,7 @@ Measured against SciPy's L-BFGS-B (benchmarks/optimizers.py, 128x96, 2-core CPU)
 equal evaluations within 0.03 % over a 100-evaluation cold frame and 20-evaluation warm frames; a
 whole render was 8 % faster end to end (benchmarks/RESULTS.md, "Optimizers"). At 256 px on 24
 frames, 2.7 % of the wall time is outside the loss and the content targets (SciPy 14 % on the
-same machine; 3.0 % before the loop stopped copying images it only read), about 8 ms per 290 ms
+same machine; 3.3 % before the loop stopped copying images it only read), about 8 ms per 290 ms
 evaluation: reading the pairs in two matrix products, three XLA passes and a few copies into
 variables (RESULTS, "copies"). Early in a cold frame whose source has many clipped pixels (~11 %
 at 0 or 255) it trails: 1.5 % higher after 20 evaluations at 128 px,
