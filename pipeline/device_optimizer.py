@@ -28,9 +28,8 @@ frames, 2.7 % of the wall time is outside the loss and the content targets (SciP
 same machine; 3.3 % before the loop stopped copying images it only read), about 8 ms per 290 ms
 evaluation: reading the pairs in two matrix products, three XLA passes and a few copies into
 variables (RESULTS, "copies"). Early in a cold frame whose source has many clipped pixels (~11 %
-at 0 or 255) it trails: 1.5 % higher after 20 evaluations at 128 px,
-9 % after 10 at 256 px; over 8 cold frames of two clips it ended 0.24 % above SciPy on average with
-SciPy's 20 pairs. On the same frame with no clipped pixels this one was ahead. Keeping 40 pairs
+at 0 or 255) it trails: 1.5 % higher after 20 evaluations at 128 px, 9 % after 10 at 256 px;
+over 8 cold frames of two clips it ended 0.24 % above SciPy on average with SciPy's 20 pairs. On the same frame with no clipped pixels this one was ahead. Keeping 40 pairs
 instead of SciPy's 20 brought 8 cold frames of two clips in two styles from 0.19 % to 0.06 % above
 SciPy on average (0.9970-1.0040; lower on 7 of 8), while the share of a cold frame's time outside
 VGG16 rose from 5.9 % to 9.0 % on this CPU with the two-loop recursion (4 % with the compact form);
@@ -518,8 +517,8 @@ class _Point(NamedTuple):
 
 def _where_rows(rows: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
     """new[r] where rows[r], else old[r]. With one row, a tf.cond picks a whole tensor and copies
-    nothing; with more, a pass over the images (fused by XLA: TensorFlow's broadcasting tf.where
-    took 5x as long on a CPU)."""
+    nothing; with more, one pass over the images, fused by XLA (TensorFlow's broadcasting tf.where
+    is the slow one _update_rows avoids)."""
     if new.shape[0] == 1:
         return tf.cond(rows[0], lambda: new, lambda: old)
     return _select_rows(rows, new, old)
