@@ -45,7 +45,7 @@ def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart
     # workers; unless the work directory began with another.
     job = with_recorded_optimizer(job, restart)
     job = replace(job, settings=replace(job.settings, optimizer=chosen_optimizer(job.settings.optimizer, gpu=bool(gpus))))
-    with holding(job, restart) as job_plan:  # the workers write under the driver's lock
+    with holding(job, restart) as (job, job_plan):  # the workers write under the driver's lock
         settings = job.settings
         chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.warmup_frames)
         failures = _run(job, chunks, gpus, on_progress or ignore)

@@ -5,10 +5,12 @@ is written by `write_atomically`, so it is either absent or complete.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 from .errors import InputError
 
@@ -19,16 +21,42 @@ def write_atomically(path: Path, data: bytes) -> None:
     The temporary name does not end in the file's extension, so a resume scan for `*.png`
     never mistakes it for a finished frame; the pid keeps two writers apart.
     """
+    with _finished_temporary(path, data) as partial:
+        os.replace(partial, path)
+    _fsync_directory(path.parent)
+
+
+def create_atomically(path: Path, data: bytes) -> bool:
+    """Like write_atomically, but only where `path` does not exist yet: the finished temporary is
+    hard-linked into place, which fails if another process made the file first (farm tasks
+    starting together). Returns whether this call made it; False leaves the other's file as it is."""
+    with _finished_temporary(path, data) as partial:
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.ENOSYS):
+                raise
+            if path.exists():  # a filesystem without hard links: check, then rename
+                return False
+            os.replace(partial, path)
+    _fsync_directory(path.parent)
+    return True
+
+
+@contextlib.contextmanager
+def _finished_temporary(path: Path, data: bytes) -> Iterator[Path]:
+    """`data` written and fsynced to a hidden temporary beside `path`, removed afterwards if still there."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(partial, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(partial, path)
+        yield partial
     finally:
         partial.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

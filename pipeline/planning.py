@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -72,15 +73,23 @@ def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> Non
 
 
 @contextlib.contextmanager
-def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[Plan]:
+def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[tuple[Job, Plan]]:
     """Check every input and output (creating nothing), then hold the work directory with its
-    manifest checked: exclusively for a whole render, shared for farm ranges side by side."""
+    manifest checked: exclusively for a whole render, shared for farm ranges side by side. Yields
+    the job as it renders: "auto" follows the manifest as found under the hold, so farm tasks on
+    machines of two kinds that start together render with one optimizer, the first to write it."""
     job_plan = plan(job)
     check_outputs(job, job_plan)
     work = WorkDir(job.workdir_path)
     with work.locked(shared=shared, wait=job.wait):
-        work.open(manifest(job, job_plan), restart)
-        yield job_plan
+        held = with_recorded_optimizer(job, restart)
+        if not work.open(manifest(held, job_plan), restart):  # another task's manifest came first
+            held = with_recorded_optimizer(job)
+            work.open(manifest(held, job_plan))
+        if held.settings.optimizer != job.settings.optimizer:  # the caller announced the other one
+            print(f"note: {job.workdir_path}: another task began it with the optimizer "
+                  f"{held.settings.optimizer}; this one follows", file=sys.stderr)
+        yield held, job_plan
 
 
 def workdir_state(job: Job) -> str:

@@ -28,7 +28,7 @@ from .workdir import DamagedFrames, FinalFrames, WorkDir, disk_full_is_an_input_
 
 def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     """Render the job's whole range, resuming what is already done, and encode the output."""
-    with holding(job, restart) as job_plan:
+    with holding(job, restart) as (job, job_plan):
         if job.settings.chains > 1:
             render_side_by_side(job, job_plan, on_progress)
         else:
@@ -39,7 +39,7 @@ def render(job: Job, on_progress: ProgressCallback | None = None, restart: bool 
 def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback | None = None) -> Plan:
     """A farm task: frames [first, last) as their own chunk (warm-up and all), no encoding.
     Deterministic and idempotent, so a farm manager may retry it or run ranges side by side."""
-    with holding(job, shared=True) as job_plan:
+    with holding(job, shared=True) as (job, job_plan):
         number = job_plan.info.first_number  # farm ranges speak the source's frame numbers
         if not job_plan.start <= first - number < last - number <= job_plan.end:
             raise InputError(f"{job.video}: frames {first}-{last - 1} lie outside the clip's frames "
@@ -51,7 +51,7 @@ def render_range(job: Job, first: int, last: int, on_progress: ProgressCallback 
 
 def assemble_only(job: Job) -> Path:
     """Encode the output from frames rendered earlier (farm ranges); refuses while any is missing."""
-    with holding(job) as job_plan:
+    with holding(job) as (job, job_plan):
         return assemble(job, job_plan)
 
 

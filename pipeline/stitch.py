@@ -290,7 +290,7 @@ def pulled_between(forward: TemporalGuide, backward: TemporalGuide) -> TemporalG
 def stitch_task(job: Job, first: int, on_iterate: Callable[[Iterate], None] | None = None) -> list[int]:
     """The farm task `--stitch FIRST`: beside --frames tasks (a shared hold on the work directory),
     idempotent, so a farm manager may retry it."""
-    with holding(job, shared=True) as job_plan:  # FIRST is the source's frame number, like --frames
+    with holding(job, shared=True) as (job, job_plan):  # FIRST is the source's frame number, like --frames
         number = job_plan.info.first_number
         return [index + number for index in stitch_border(job, first - number, on_iterate, job_plan)]
 

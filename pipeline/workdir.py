@@ -42,7 +42,7 @@ import numpy as np
 from . import images
 from .chunks import Chunk
 from .errors import DiskFull, InputError
-from .files import file_sha256, sha256_of, write_atomically
+from .files import create_atomically, file_sha256, sha256_of, write_atomically
 
 if TYPE_CHECKING:
     from .stylize import FrameResult
@@ -263,9 +263,11 @@ class WorkDir:
                 entry.unlink(missing_ok=True)
         return finished
 
-    def open(self, expected: dict, restart: bool = False) -> None:
+    def open(self, expected: dict, restart: bool = False) -> bool:
         """Create the directory, or check that what is in it was made by the same job: the
-        same `identity` (what affects pixels); where the files sit does not matter."""
+        same `identity` (what affects pixels); where the files sit does not matter. False: another
+        farm task wrote its manifest between this one's look and its write; that one stands, and
+        nothing was checked (open again, to check against it)."""
         self.claim()
         if restart:
             self.discard()
@@ -279,7 +281,7 @@ class WorkDir:
                 with disk_full_is_an_input_error(self.path, "manifest.json"):
                     write_atomically(self.manifest_path, json.dumps(expected, indent=1).encode())
             self.remove_stale_temporaries()
-            return
+            return True
         finished = len(list((self.path / "frames").glob("*.png")))
         if finished:
             raise DifferentRender(self.path, ["manifest.json is missing, so which render they belong to is unknown"],
@@ -288,7 +290,7 @@ class WorkDir:
         (self.path / "stats").mkdir(exist_ok=True)
         self.remove_stale_temporaries()
         with disk_full_is_an_input_error(self.path, "manifest.json"):
-            write_atomically(self.manifest_path, json.dumps(expected, indent=1).encode())
+            return create_atomically(self.manifest_path, json.dumps(expected, indent=1).encode())
 
     # ------------------------------------------------------------ outputs it wrote
 

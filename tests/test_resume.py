@@ -324,3 +324,34 @@ def test_auto_resumes_with_the_optimizer_the_work_directory_began_with(tmp_path,
     assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == began
     assert cli.main([*args, "--end", "2", "--optimizer", ours]) == 2
     assert f"settings.optimizer '{began}' -> '{ours}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missed_looks", [0, 2])
+def test_farm_tasks_starting_together_render_with_the_first_ones_optimizer(tmp_path, monkeypatch, capsys, missed_looks):
+    """Two --frames tasks under "auto" on machines of two kinds, both started before a manifest
+    existed: the later follows the first's optimizer instead of being refused, whether the first's
+    manifest appeared before the later took its hold (0) or between its look and its write (2)."""
+    from pipeline import planning
+    from pipeline.devices import chosen_optimizer
+
+    ours = chosen_optimizer("auto")
+    began = "scipy-lbfgs" if ours == "lbfgs" else "lbfgs"
+    parse = cli.build_parser().parse_args
+    first, later = (cli.job_from_args(parse(args_for(tmp_path / "shot.mp4", *extra))) for extra in
+                    (["--optimizer", began], []))
+    with planning.holding(first, shared=True):
+        pass
+    written = (first.workdir_path / "manifest.json").read_text()
+    read, looks = workdir.WorkDir.read_manifest, []
+
+    def late_read(work):  # the first looks found nothing: the first task had not written it yet
+        looks.append(work)
+        return None if len(looks) <= missed_looks else read(work)
+
+    monkeypatch.setattr(workdir.WorkDir, "read_manifest", late_read)
+    with planning.holding(later, shared=True) as (held, _):
+        assert held.settings.optimizer == began
+    assert f"another task began it with the optimizer {began}; this one follows" in capsys.readouterr().err
+    assert (first.workdir_path / "manifest.json").read_text() == written
+    assert len(looks) == missed_looks + 2
+    assert not list(first.workdir_path.glob(".*.tmp"))
