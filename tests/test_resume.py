@@ -326,6 +326,23 @@ def test_auto_resumes_with_the_optimizer_the_work_directory_began_with(tmp_path,
     assert f"settings.optimizer '{began}' -> '{ours}'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_file_created_only_where_none_exists_leaves_the_others_file(tmp_path, monkeypatch, hard_links):
+    """The manifest's first write (files.create_atomically): on a filesystem without hard links
+    (some network shares) it checks, then renames."""
+    from pipeline import files
+
+    if not hard_links:
+        def no_links(source, target):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(files.os, "link", no_links)
+    path = tmp_path / "manifest.json"
+    assert files.create_atomically(path, b"first") is True
+    assert files.create_atomically(path, b"second") is False
+    assert path.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
 @pytest.mark.parametrize("missed_looks", [0, 2])
 def test_farm_tasks_starting_together_render_with_the_first_ones_optimizer(tmp_path, monkeypatch, capsys, missed_looks):
     """Two --frames tasks under "auto" on machines of two kinds, both started before a manifest
