@@ -23,7 +23,7 @@ import cli
 from pipeline import chain, images, video, workdir
 from pipeline.files import file_sha256
 
-from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
+from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE, SAMPLE_STYLE_2
 
 FRAMES = 5
 FAST = ["--size", "64", "--first-frame-iterations", "4", "--frame-iterations", "3", "--quiet"]
@@ -324,6 +324,32 @@ def test_auto_resumes_with_the_optimizer_the_work_directory_began_with(tmp_path,
     assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == began
     assert cli.main([*args, "--end", "2", "--optimizer", ours]) == 2
     assert f"settings.optimizer '{began}' -> '{ours}'" in capsys.readouterr().err
+
+
+def test_a_farm_task_of_another_render_starting_together_is_refused_not_mixed_in(tmp_path, monkeypatch):
+    """Two tasks of different renders (another painting) given one work directory, the later having
+    looked before the first's manifest appeared: it is refused, and the first's manifest stands
+    (before, the later's replaced it and both rendered frames into one directory)."""
+    from pipeline import planning
+
+    parse = cli.build_parser().parse_args
+    first = cli.job_from_args(parse(args_for(tmp_path / "shot.mp4")))
+    other = cli.job_from_args(parse([str(SAMPLE_STYLE_2) if arg == str(SAMPLE_STYLE) else arg
+                                     for arg in args_for(tmp_path / "shot.mp4")]))
+    with planning.holding(first, shared=True):
+        pass
+    written = (first.workdir_path / "manifest.json").read_text()
+    read, looks = workdir.WorkDir.read_manifest, []
+
+    def late_read(work):  # its first two looks found nothing
+        looks.append(work)
+        return None if len(looks) <= 2 else read(work)
+
+    monkeypatch.setattr(workdir.WorkDir, "read_manifest", late_read)
+    with pytest.raises(workdir.DifferentRender, match="style"):
+        with planning.holding(other, shared=True):
+            pass
+    assert (first.workdir_path / "manifest.json").read_text() == written
 
 
 @pytest.mark.parametrize("hard_links", [True, False])
