@@ -10,6 +10,7 @@ Exit codes: 0 done; 1 a job file entry failed; 2 a user mistake (one `error:` li
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import os
 import shlex
@@ -223,12 +224,50 @@ def write_previews(args: argparse.Namespace, job: Job) -> list[Path]:
     return written
 
 
+def continue_advice(error: DifferentRender) -> str:
+    """What to do with the frames of another render: continue it, with its changed settings given
+    back as flags (`--style-weight 10`) and the inputs it began with; or render elsewhere; or over."""
+    flags, kept = [], []
+    for difference in error.differences:
+        head = difference.split(" ")[0]
+        if flag := old_value_flag(difference):
+            flags.append(flag)
+        elif head.startswith("settings."):
+            kept.append(f"{head.removeprefix('settings.')} setting")
+        elif head.split(".")[0] in ("video", "style", "weights", "fps"):
+            kept.append(head.split(".")[0])
+    ways = ([f"give the old values as flags ({' '.join(flags)})"] if flags else []) + (
+        [f"keep the {' and '.join(dict.fromkeys(kept))} it began with"] if kept else [])
+    continue_it = f"to continue it, {' and '.join(ways)}; " if ways else ""
+    return continue_it + "--workdir DIR renders elsewhere and keeps them; --restart deletes them and starts over"
+
+
+def old_value_flag(difference: str) -> str | None:
+    """'settings.style_weight 10.0 -> 30.0' -> '--style-weight 10', 'size [320, 240] -> …' ->
+    '--size 320'; None where no flag gives the old value back (an input, or a setting the old
+    render did not record)."""
+    name, _, change = difference.partition(" ")
+    if not (name.startswith("settings.") or name == "size") or " -> " not in change:
+        return None
+    try:
+        old = ast.literal_eval(change.split(" -> ")[0])
+    except (ValueError, SyntaxError):
+        return None
+    if name == "size":
+        old = max(old)  # --size is the long side
+    elif isinstance(old, (list, tuple)):
+        old = ",".join(map(str, old))
+    elif isinstance(old, float):
+        old = f"{old:g}"
+    elif old is None or isinstance(old, bool):
+        return None
+    return shlex.join([f"--{name.removeprefix('settings.').replace('_', '-')}", str(old)])
+
+
 # What the user can do about a refusal, in this command's words (the pipeline says what happened).
 # {resume}: how to go on from what is kept (never "with --restart", which would discard it).
 ADVICE = {
-    DifferentRender: "to continue it, give the old values as flags (for settings.style_weight 10.0 -> 30.0: "
-                     "--style-weight 10); --workdir DIR renders elsewhere and keeps them; --restart deletes them "
-                     "and starts over",
+    DifferentRender: continue_advice,
     NotAWorkDir: "name a new or empty folder with --workdir",
     OutputExists: "--overwrite replaces it; -o writes elsewhere",
     WorkDirBusy: "--wait waits for it to finish",
@@ -241,7 +280,8 @@ ADVICE = {
 
 def advice_for(error: Exception, restart: bool = False) -> str:
     resume = "run the same command again" + (" without --restart" if restart else "") + " to resume"
-    return next((f" ({advice.format(resume=resume)})" for kind, advice in ADVICE.items() if isinstance(error, kind)), "")
+    return next((f" ({advice(error) if callable(advice) else advice.format(resume=resume)})"
+                 for kind, advice in ADVICE.items() if isinstance(error, kind)), "")
 
 
 def eval_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """The command line end to end on the first frames of the real sample, at a tiny size."""
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 
 import cli
 from pipeline import video
+from pipeline.workdir import DifferentRender
 from pipeline.images import load_rgb
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
@@ -172,3 +174,26 @@ def test_the_log_names_the_device_that_renders():
         assert line.startswith("rendering on ") and "CPU" not in line
     else:
         assert line.startswith("rendering on the CPU") and '".[gpu]"' in line
+
+
+@pytest.mark.parametrize("differences, flags, kept", [
+    (["settings.style_weight 10.0 -> 99.0"], "--style-weight 10", None),
+    (["style content differs (9f311e63873f -> 8f992ed4aecd)"], None, "the style"),
+    (["settings.content_layers ['block4_conv2'] -> ['block3_conv2', 'block4_conv2']",
+      "settings.optimizer 'lbfgs' -> 'scipy-lbfgs'", "size [64, 48] -> [128, 96]", "video content differs (1a -> 2b)"],
+     "--content-layers block4_conv2 --optimizer lbfgs --size 64", "the video"),
+    (["manifest.json is missing, so which render they belong to is unknown"], None, None),
+])
+def test_a_different_render_is_refused_with_how_to_continue_it(differences, flags, kept):
+    """The refusal's advice names the flags that give the old settings back (and they parse), the
+    inputs to keep, and the two other ways: render elsewhere, or over."""
+    advice = cli.advice_for(DifferentRender(SAMPLE_CLIP.parent / "shot.work", differences, 3))
+    assert advice.endswith("--workdir DIR renders elsewhere and keeps them; --restart deletes them and starts over)")
+    assert (f"give the old values as flags ({flags})" in advice) == bool(flags)
+    assert (f"keep {kept} it began with" in advice) == bool(kept)
+    assert ("to continue it" in advice) == bool(flags or kept)
+    if flags:  # as the user pastes them, they give the old values back
+        parsed = vars(cli.build_parser().parse_args([str(SAMPLE_CLIP), "--style", str(SAMPLE_STYLE), *shlex.split(flags)]))
+        old = {"style_weight": 10.0, "content_layers": "block4_conv2", "optimizer": "lbfgs", "size": 64}
+        given = [name for name in old if parsed[name] is not None]
+        assert given and all(parsed[name] == old[name] for name in given)

@@ -260,7 +260,7 @@ def test_finished_frames_survive_a_refused_rerun(tmp_path):
     frame = work / "frames" / "000000.png"
     rendered = (sha256(frame), sha256(output))
     result = run_job(tmp_path, SAMPLE_VIDEO, SAMPLE_STYLE, "--workdir", work, "--style-weight", "99")
-    assert_user_error(result, work, "different render", "settings.style_weight 10.0 -> 99.0", "give the old values as flags", "--restart")
+    assert_user_error(result, work, "different render", "settings.style_weight 10.0 -> 99.0", "give the old values as flags (--style-weight 10)", "--restart")
     assert (sha256(frame), sha256(output)) == rendered
 
 
