@@ -11,7 +11,9 @@ the frames SciPy's chain posed (same content, start image, guide and budget), so
 frame by frame. With --cold-at, each frame listed is instead the first of its own chain (a cold
 frame, after its coarse levels), so cold frames of several clips and styles can be compared.
 Evaluation time: SciPy's is timed on the host around Stylizer.evaluate (the graph call and the
-copies to NumPy); the device optimizers' by tf.timestamp around the loss inside their loop. Wall time is the whole Stylizer.stylize call (targets set, optimization,
+copies to NumPy); the device optimizers' by tf.timestamp around the loss inside their loop (on a GPU
+those stamp when the work is queued, not when it is done, so there the share outside is not
+measured by this; compare wall times). Wall time is the whole Stylizer.stylize call (targets set, optimization,
 result read back), after a warm-up frame has traced every graph; "targets excluded" leaves out
 setting the content targets too (a VGG forward pass per frame, the same for every optimizer).
 SciPy may overrun its budget by its last line search, so losses are compared at equal
