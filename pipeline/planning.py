@@ -86,7 +86,8 @@ def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[t
         if not work.open(manifest(held, job_plan), restart):  # another task's manifest came first
             held = with_recorded_optimizer(job)
             work.open(manifest(held, job_plan))
-        if held.settings.optimizer != job.settings.optimizer:  # the caller announced the other one
+        # The caller announced the job's own choice; say when the hold found another task's.
+        if _chosen_optimizer(held.settings.optimizer) != _chosen_optimizer(job.settings.optimizer):
             print(f"note: {job.workdir_path}: another task began it with the optimizer "
                   f"{held.settings.optimizer}; this one follows", file=sys.stderr)
         yield held, job_plan
