@@ -10,8 +10,8 @@ import pytest
 
 import cli
 from pipeline import video
-from pipeline.workdir import DifferentRender
 from pipeline.images import load_rgb
+from pipeline.workdir import DifferentRender
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 

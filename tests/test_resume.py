@@ -327,6 +327,19 @@ def test_auto_resumes_with_the_optimizer_the_work_directory_began_with(tmp_path,
     assert f"settings.optimizer '{began}' -> '{ours}'" in capsys.readouterr().err
 
 
+def manifest_seen_late(monkeypatch, missed: int) -> list:
+    """Work directories read no manifest at their first `missed` looks, as a task that looked just
+    before another task wrote it; returns the looks, which grow as they are made."""
+    read, looks = workdir.WorkDir.read_manifest, []
+
+    def late_read(work):
+        looks.append(work)
+        return None if len(looks) <= missed else read(work)
+
+    monkeypatch.setattr(workdir.WorkDir, "read_manifest", late_read)
+    return looks
+
+
 def test_a_farm_task_of_another_render_starting_together_is_refused_not_mixed_in(tmp_path, monkeypatch):
     """Two tasks of different renders (another painting) given one work directory, the later having
     looked before the first's manifest appeared: it is refused, and the first's manifest stands
@@ -340,13 +353,7 @@ def test_a_farm_task_of_another_render_starting_together_is_refused_not_mixed_in
     with planning.holding(first, shared=True):
         pass
     written = (first.workdir_path / "manifest.json").read_text()
-    read, looks = workdir.WorkDir.read_manifest, []
-
-    def late_read(work):  # its first two looks found nothing
-        looks.append(work)
-        return None if len(looks) <= 2 else read(work)
-
-    monkeypatch.setattr(workdir.WorkDir, "read_manifest", late_read)
+    manifest_seen_late(monkeypatch, 2)
     with pytest.raises(workdir.DifferentRender, match="style"):
         with planning.holding(other, shared=True):
             pass
@@ -386,13 +393,7 @@ def test_farm_tasks_starting_together_render_with_the_first_ones_optimizer(tmp_p
     with planning.holding(first, shared=True):
         pass
     written = (first.workdir_path / "manifest.json").read_text()
-    read, looks = workdir.WorkDir.read_manifest, []
-
-    def late_read(work):  # the first looks found nothing: the first task had not written it yet
-        looks.append(work)
-        return None if len(looks) <= missed_looks else read(work)
-
-    monkeypatch.setattr(workdir.WorkDir, "read_manifest", late_read)
+    looks = manifest_seen_late(monkeypatch, missed_looks)
     with planning.holding(later, shared=True) as (held, _):
         assert held.settings.optimizer == began
     assert f"another task began it with the optimizer {began}; this one follows" in capsys.readouterr().err
