@@ -10,7 +10,6 @@ Exit codes: 0 done; 1 a job file entry failed; 2 a user mistake (one `error:` li
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import os
 import shlex
@@ -25,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 from pipeline.config import Job, Settings, frame_rate, make_settings, parse_style, read_preset, setting_types, style_blend  # noqa: E402
 from pipeline.errors import ChunkFailed, DiskFull, InputError, OutOfMemory  # noqa: E402
-from pipeline.workdir import DamagedFrames, DifferentRender, NotAWorkDir, OutputExists, WorkDirBusy  # noqa: E402
+from pipeline.workdir import DamagedFrames, Difference, DifferentRender, NotAWorkDir, OutputExists, WorkDirBusy  # noqa: E402
 
 EXIT_INPUT_ERROR = 2
 EXIT_ENTRY_FAILED = 1
@@ -229,29 +228,25 @@ def continue_advice(error: DifferentRender) -> str:
     back as flags (`--style-weight 10`) and the inputs it began with; or render elsewhere; or over."""
     flags, kept = [], []
     for difference in error.differences:
-        head = difference.split(" ")[0]
+        if not isinstance(difference, Difference):  # no manifest: nothing to continue
+            continue
         if flag := old_value_flag(difference):
             flags.append(flag)
-        elif head.startswith("settings."):
-            kept.append(f"{head.removeprefix('settings.')} setting")
-        elif head.split(".")[0] in ("video", "style", "weights", "fps"):
-            kept.append(head.split(".")[0])
+        elif difference.name.startswith("settings."):
+            kept.append(f"{difference.name.removeprefix('settings.')} setting")
+        elif (entry := difference.name.split(".")[0]) in ("video", "style", "weights", "fps"):
+            kept.append(entry)
     ways = ([f"give the old values as flags ({' '.join(flags)})"] if flags else []) + (
         [f"keep the {' and '.join(dict.fromkeys(kept))} it began with"] if kept else [])
     continue_it = f"to continue it, {' and '.join(ways)}; " if ways else ""
     return continue_it + "--workdir DIR renders elsewhere and keeps them; --restart deletes them and starts over"
 
 
-def old_value_flag(difference: str) -> str | None:
-    """'settings.style_weight 10.0 -> 30.0' -> '--style-weight 10', 'size [320, 240] -> …' ->
-    '--size 320'; None where no flag gives the old value back (an input, or a setting the old
-    render did not record)."""
-    name, _, change = difference.partition(" ")
-    if not (name.startswith("settings.") or name == "size") or " -> " not in change:
-        return None
-    try:
-        old = ast.literal_eval(change.split(" -> ")[0])
-    except (ValueError, SyntaxError):
+def old_value_flag(difference: Difference) -> str | None:
+    """settings.style_weight 10.0 -> 30.0: '--style-weight 10'; size [320, 240] -> …: '--size 320';
+    None where no flag gives the old value back (an input, or a setting the old render did not record)."""
+    name, old = difference.name, difference.old
+    if not (name.startswith("settings.") or name == "size"):
         return None
     if name == "size":
         old = max(old)  # --size is the long side

@@ -35,7 +35,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -58,12 +58,27 @@ class NotAWorkDir(InputError):
     """A folder that holds files of its own was given as the work directory."""
 
 
+class Difference(NamedTuple):
+    """One entry of two manifests' identities that differs: its dotted name, old and new value."""
+
+    name: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        """Named: 'settings.style_weight 10.0 -> 20.0', or 'style content differs (…)'."""
+        if self.name.endswith("sha256") and self.old and self.new:
+            return f"{self.name.removesuffix('.sha256')} content differs ({self.old[:12]} -> {self.new[:12]})"
+        return f"{self.name} {self.old!r} -> {self.new!r}"
+
+
 class DifferentRender(InputError):
     """The work directory holds frames of a render that differs in what affects pixels."""
 
-    def __init__(self, path: Path, differences: list[str], finished: int):
+    def __init__(self, path: Path, differences: list[Difference | str], finished: int):
         self.path, self.differences, self.finished = path, differences, finished
-        super().__init__(f"{path}: holds {finished} finished frame(s) of a different render: {'; '.join(differences)}")
+        super().__init__(f"{path}: holds {finished} finished frame(s) of a different render: "
+                         f"{'; '.join(map(str, differences))}")
 
 
 class WorkDirBusy(InputError):
@@ -74,18 +89,15 @@ class DamagedFrames(InputError):
     """Finished frames that fail their check and must be rendered again."""
 
 
-def identity_differences(found: dict, expected: dict, prefix: str = "") -> list[str]:
-    """What differs between two manifests' identities, named: 'settings.style_weight 10.0 -> 20.0'."""
+def identity_differences(found: dict, expected: dict, prefix: str = "") -> list[Difference]:
+    """What differs between two manifests' identities, entry by entry."""
     differences = []
     for key in sorted(set(found) | set(expected)):
         old, new, name = found.get(key), expected.get(key), f"{prefix}{key}"
         if isinstance(old, dict) and isinstance(new, dict):
             differences += identity_differences(old, new, f"{name}.")
         elif old != new:
-            if name.endswith("sha256") and old and new:
-                differences.append(f"{name.removesuffix('.sha256')} content differs ({old[:12]} -> {new[:12]})")
-            else:
-                differences.append(f"{name} {old!r} -> {new!r}")
+            differences.append(Difference(name, old, new))
     return differences
 
 

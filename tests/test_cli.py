@@ -11,7 +11,7 @@ import pytest
 import cli
 from pipeline import video
 from pipeline.images import load_rgb
-from pipeline.workdir import DifferentRender
+from pipeline.workdir import Difference, DifferentRender
 
 from conftest import REPO, SAMPLE_CLIP, SAMPLE_STYLE
 
@@ -177,10 +177,11 @@ def test_the_log_names_the_device_that_renders():
 
 
 @pytest.mark.parametrize("differences, flags, kept", [
-    (["settings.style_weight 10.0 -> 99.0"], "--style-weight 10", None),
-    (["style content differs (9f311e63873f -> 8f992ed4aecd)"], None, "the style"),
-    (["settings.content_layers ['block4_conv2'] -> ['block3_conv2', 'block4_conv2']",
-      "settings.optimizer 'lbfgs' -> 'scipy-lbfgs'", "size [64, 48] -> [128, 96]", "video content differs (1a -> 2b)"],
+    ([Difference("settings.style_weight", 10.0, 99.0)], "--style-weight 10", None),
+    ([Difference("style.sha256", "9f311e63873f", "8f992ed4aecd")], None, "the style"),
+    ([Difference("settings.content_layers", ["block4_conv2"], ["block3_conv2", "block4_conv2"]),
+      Difference("settings.optimizer", "lbfgs", "scipy-lbfgs"), Difference("size", [64, 48], [128, 96]),
+      Difference("video.sha256", "1a", "2b")],
      "--content-layers block4_conv2 --optimizer lbfgs --size 64", "the video"),
     (["manifest.json is missing, so which render they belong to is unknown"], None, None),
 ])

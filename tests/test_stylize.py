@@ -302,7 +302,7 @@ def test_the_identity_holds_every_styles_content_and_weight(tmp_path):
     assert [s["weight"] for s in identity["blend"]] == [0.7, 0.3]
     assert [s["sha256"] for s in identity["blend"]] == [file_sha256(SAMPLE_STYLE), file_sha256(SAMPLE_STYLE_2)]
     differences = identity_differences({"style": identity}, {"style": planning.style_identity(other)})
-    assert len(differences) == 1 and differences[0].startswith("style.blend ") and "0.6" in differences[0]
+    assert len(differences) == 1 and str(differences[0]).startswith("style.blend ") and "0.6" in str(differences[0])
     # one painting keeps the identity work directories had before blends, so they still resume
     assert planning.style_identity(small_job(tmp_path, SAMPLE_STYLE)) == {"sha256": file_sha256(SAMPLE_STYLE)}
     # keep_colors is in the identity when on, and out of it when off (as renders before it)
