@@ -49,7 +49,9 @@ CLIP = REPO / "samples" / "realshort.mp4"
 STYLE = REPO / "samples" / "kandinsky.jpg"
 REFERENCE = "scipy-lbfgs"
 RATIO, REACHED = "÷ SciPy's at equal evaluations", "evaluations to SciPy's final loss"
-COLUMNS = ["optimizer", "xla", "frame", "budget", "evaluations", "final loss", RATIO, REACHED, "wall s",
+ON_THE_WAY = (10, 30)  # where the paths part: loss ÷ SciPy's by these evaluations
+TRAIL = [f"÷ SciPy's by {n}" for n in ON_THE_WAY]
+COLUMNS = ["optimizer", "xla", "frame", "budget", "evaluations", "final loss", RATIO, *TRAIL, REACHED, "wall s",
            "ms / evaluation", "outside evaluation %", "targets excluded %"]
 
 
@@ -157,6 +159,8 @@ def row(name: str, xla: str, frame: int, problem: Problem, solved: Solved, refer
         "optimizer": name, "xla": xla, "frame": f"{frame} ({'cold' if problem.guide is None else 'warm'})",
         "budget": problem.budget, "evaluations": result.evaluations, "final loss": f"{result.losses['total']:.5f}",
         RATIO: f"{result.losses['total'] / loss_by(reference.result, result.evaluations):.4f}",
+        **{name: f"{loss_by(result, n) / loss_by(reference.result, n):.4f}" if n < problem.budget else ""
+           for name, n in zip(TRAIL, ON_THE_WAY)},
         REACHED: evaluations_to_reach(result, reference.result.losses["total"]),
         "wall s": wall, "ms / evaluation": 1000 * inside / max(result.evaluations, 1),
         "outside evaluation %": 100 * (wall - inside) / wall,
@@ -173,7 +177,7 @@ def total_row(name: str, xla: str, rows: list[dict], solved: list[Solved]) -> di
     return {
         "optimizer": f"**{name}**", "xla": xla, "frame": "all", "budget": sum(r["budget"] for r in rows),
         "evaluations": evaluations, "final loss": "",
-        RATIO: f"{np.mean([float(r[RATIO]) for r in rows]):.4f}",
+        **{name: f"{np.mean([float(r[name]) for r in rows if r[name]] or np.nan):.4f}" for name in [RATIO, *TRAIL]},
         REACHED: f"{sum(isinstance(r, int) for r in reached)}/{len(reached)} frames",
         "wall s": wall, "ms / evaluation": 1000 * inside / max(evaluations, 1),
         "outside evaluation %": 100 * (wall - inside) / wall,
