@@ -130,6 +130,24 @@ def test_early_stop_when_the_loss_settles(vgg_weights, content, style, optimizer
     assert len(result.trace) == 4
 
 
+def test_calls_of_one_iteration_render_what_whole_windows_do(vgg_weights, content, style, monkeypatch):
+    """The device loop's calls are cut to about CALL_SECONDS each, so a stop never waits long for
+    the call in flight; how many iterations a call makes must not change the frame."""
+    from pipeline import device_optimizer
+
+    def render(call_seconds: float) -> tuple:
+        monkeypatch.setattr(device_optimizer, "CALL_SECONDS", call_seconds)
+        stylizer = Stylizer(settings(stop_window=4, optimizer="lbfgs"), vgg_weights, style, SIZE)
+        calls = []
+        run = stylizer.device_optimizer.run
+        monkeypatch.setattr(stylizer.device_optimizer, "run", lambda *a: calls.append(a) or run(*a))
+        return stylizer.stylize(content, content, budget=14), len(calls)
+
+    (windows, calls_of_windows), (singles, calls_of_singles) = render(1e9), render(0.0)
+    assert calls_of_singles > calls_of_windows + 4
+    assert np.array_equal(windows.levels, singles.levels) and windows.trace == singles.trace
+
+
 @pytest.mark.parametrize("on_device", [False, True])
 def test_the_early_stop_rule_on_host_and_device(on_device):
     # Host (floats) and device (float64 tensors) share the rule.
