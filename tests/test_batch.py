@@ -75,8 +75,11 @@ def test_a_chain_alone_in_its_batch_is_not_kept_waiting(stylizers, optimizer):
     batch = BatchedEvaluations(stylizers(optimizer), 3)  # two slots never optimize
     result = batch.chain(1).stylize(content, content, 4, guide)
     assert result.evaluations >= 4 and batch.images == batch.batches  # every batch ran it alone
-    # SciPy's batches are evaluations; the device's are chunks of iterations (the idle rows not moved)
-    assert batch.batches == (result.evaluations if optimizer == "scipy-lbfgs" else 1)
+    # SciPy's batches are evaluations; the device's are calls of several iterations (the idle rows not moved)
+    if optimizer == "scipy-lbfgs":
+        assert batch.batches == result.evaluations
+    else:
+        assert batch.batches < result.evaluations
 
 
 @pytest.mark.parametrize("optimizer", ["scipy-lbfgs", "lbfgs"])
