@@ -359,10 +359,11 @@ def resume_command(argv: list[str]) -> str:
 def announced_device(job: Job, restart: bool) -> Job:
     """The job as it will render, with the device and optimizer said on stderr's first line; "auto"
     resumes with the optimizer the work directory began with (planning.with_recorded_optimizer)."""
-    from pipeline.devices import chosen_optimizer, rendering_device
+    from pipeline.config import chosen_optimizer
+    from pipeline.devices import rendering_device
     from pipeline.planning import with_recorded_optimizer
 
-    if job.settings.ray:  # the cluster's workers choose what "auto" runs (farm.render_on_ray), not this machine
+    if job.settings.ray:  # the cluster's workers render, not this machine
         print(rendering_device(None), file=sys.stderr)
         return job
     followed, ours = with_recorded_optimizer(job, restart), chosen_optimizer(job.settings.optimizer)
@@ -371,7 +372,7 @@ def announced_device(job: Job, restart: bool) -> Job:
         return job
     print(rendering_device(followed.settings.optimizer), file=sys.stderr)
     print(f"{job.workdir_path}: resumes with the optimizer it began with, {followed.settings.optimizer}, "
-          f"not this machine's {ours} (--restart begins again)", file=sys.stderr)
+          f"not auto's {ours} (--restart begins again)", file=sys.stderr)
     return followed
 
 

@@ -37,6 +37,16 @@ KEEP_COLORS = ("", "luminance", "histogram")
 _NOT_NEW = object()
 
 
+def chosen_optimizer(optimizer: str) -> str:
+    """`optimizer`, with "auto" made concrete: the device L-BFGS on any machine. On a GPU SciPy's
+    L-BFGS-B would copy the image to the host and back at every evaluation. On a CPU the device one
+    rendered three clips with SciPy's stability and fidelity in 20-31 % less time, and its cold frames
+    end within the spread SciPy's own show from a start moved by a thousandth of a grey level
+    (benchmarks/RESULTS.md, "Optimizers: SciPy against itself"). Work directories that began
+    with SciPy's under "auto" go on with it (planning.with_recorded_optimizer)."""
+    return "lbfgs" if optimizer == "auto" else optimizer
+
+
 def _doc(text: str, choices: tuple[str, ...] = (), const: str | None = None, pixels: bool = True,
          before: Any = _NOT_NEW) -> Any:
     """A setting's help; `const` is its value when its flag is given bare; `pixels` False marks
@@ -62,7 +72,7 @@ class Settings:
                             KEEP_COLORS, const="luminance", before="")
     optimizer: str = _doc("optimizer of the stylized image: 'lbfgs' and 'adam' run in TensorFlow, many iterations "
                           "per call; 'scipy-lbfgs' is SciPy's L-BFGS-B on the host, copying the image out at every "
-                          "evaluation; 'auto' is 'lbfgs' where TensorFlow sees a GPU, 'scipy-lbfgs' on a CPU",
+                          "evaluation; 'auto' is 'lbfgs', or the optimizer the work directory began with",
                           OPTIMIZERS)
     xla: str = _doc("compile the loss and its gradient with XLA (jit_compile); slower on a CPU (an evaluation "
                     "took 1.27x as long at 128 px, 1.08x at 256 px), unmeasured on a GPU", XLA, pixels=False)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .config import chosen_optimizer
+
 
 def take_gpu_memory_as_needed() -> None:
     """Not all of each GPU's memory at start (TensorFlow's default): a render shares the card
@@ -30,16 +32,3 @@ def rendering_device(optimizer: str | None = None) -> str:
     if optimizer is None:
         return line
     return f"{line}; optimizer {chosen_optimizer(optimizer)}{' (auto)' if optimizer == 'auto' else ''}"
-
-
-def chosen_optimizer(optimizer: str, gpu: bool | None = None) -> str:
-    """`optimizer`, with "auto" made concrete. On a GPU, SciPy's L-BFGS-B would copy the image to
-    the host and back at every evaluation; the device L-BFGS ties it on warm frames and is about 3
-    evaluations in 100 behind on cold ones (benchmarks/RESULTS.md, "Optimizers"). A CPU keeps
-    SciPy's: every quality figure in RESULTS was measured with it. `gpu`: whether the frames render
-    on a GPU, where that is not this machine (a Ray cluster's workers); by default, this machine's."""
-    if optimizer != "auto":
-        return optimizer
-    if gpu is None:
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-    return "lbfgs" if gpu else "scipy-lbfgs"

@@ -8,18 +8,16 @@ when Ray is asked for, so the single-machine path never loads it.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import ray
 
 from . import chain
 from .events import ProgressCallback, Progressed, Started, ignore
-from .planning import holding, with_recorded_optimizer
+from .planning import holding
 from .render import assemble
 from .chunks import Chunk, plan_chunks
 from .config import Job
-from .devices import chosen_optimizer
 from .errors import ChunkFailed
 from .stitch import Border, border_between, stitch_border
 from .workdir import ChunkFrames, WorkDir, stitch_dir
@@ -41,10 +39,6 @@ def connect(address: str) -> None:
 def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     connect(job.settings.ray)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    # "auto" as the workers will run it, not as this driver would: a head without a GPU drives GPU
-    # workers; unless the work directory began with another.
-    job = with_recorded_optimizer(job, restart)
-    job = replace(job, settings=replace(job.settings, optimizer=chosen_optimizer(job.settings.optimizer, gpu=bool(gpus))))
     with holding(job, restart) as (job, job_plan):  # the workers write under the driver's lock
         settings = job.settings
         chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.warmup_frames)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import images, sequences, video
-from .config import OPTIMIZERS, Job
+from .config import OPTIMIZERS, Job, chosen_optimizer
 from .errors import InputError
 from .files import file_sha256
 from .outputs import refuse_inputs_as_outputs, sequence_members
@@ -76,8 +76,8 @@ def check_outputs(job: Job, job_plan: Plan, extra: tuple[Path, ...] = ()) -> Non
 def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[tuple[Job, Plan]]:
     """Check every input and output (creating nothing), then hold the work directory with its
     manifest checked: exclusively for a whole render, shared for farm ranges side by side. Yields
-    the job as it renders: "auto" follows the manifest as found under the hold, so farm tasks on
-    machines of two kinds that start together render with one optimizer, the first to write it."""
+    the job as it renders: "auto" follows the manifest as found under the hold, so farm tasks that
+    start together render with one optimizer, the first to write it."""
     job_plan = plan(job)
     check_outputs(job, job_plan)
     work = WorkDir(job.workdir_path)
@@ -87,7 +87,7 @@ def holding(job: Job, restart: bool = False, shared: bool = False) -> Iterator[t
             held = with_recorded_optimizer(job)
             work.open(manifest(held, job_plan))
         # The caller announced the job's own choice; say when the hold found another task's.
-        if _chosen_optimizer(held.settings.optimizer) != _chosen_optimizer(job.settings.optimizer):
+        if chosen_optimizer(held.settings.optimizer) != chosen_optimizer(job.settings.optimizer):
             print(f"note: {job.workdir_path}: another task began it with the optimizer "
                   f"{held.settings.optimizer}; this one follows", file=sys.stderr)
         yield held, job_plan
@@ -119,7 +119,7 @@ def manifest(job: Job, job_plan: Plan) -> dict:
             "size": list(job_plan.size),
             "fps": str(job_plan.info.fps),
             "weights": {"sha256": weights.sha256},
-            "settings": {**job.settings.frame_settings(), "optimizer": _chosen_optimizer(job.settings.optimizer)},
+            "settings": {**job.settings.frame_settings(), "optimizer": chosen_optimizer(job.settings.optimizer)},
         },
         "optimizer_names": 2,  # "lbfgs" is the device optimizer; before, it was SciPy's (workdir.read_manifest)
         # Where the files were last seen, for people reading the report.
@@ -132,9 +132,9 @@ def manifest(job: Job, job_plan: Plan) -> dict:
 
 def with_recorded_optimizer(job: Job, restart: bool = False) -> Job:
     """The job with "auto" made the optimizer its work directory recorded, if there is one: a
-    render begun on a CPU (SciPy's) resumes on a GPU machine with SciPy's, and farm tasks on
-    machines of both kinds follow the first. An optimizer named outright, or `restart`, keeps the
-    job's own (a named one that differs is refused as a different render, as before)."""
+    render begun with SciPy's (what "auto" chose on a CPU until 2026-12) goes on with SciPy's, and
+    farm tasks that start together follow the first. An optimizer named outright, or `restart`,
+    keeps the job's own (a named one that differs is refused as a different render, as before)."""
     if job.settings.optimizer != "auto" or restart:
         return job
     work = WorkDir(job.workdir_path)
@@ -144,14 +144,6 @@ def with_recorded_optimizer(job: Job, restart: bool = False) -> Job:
     if recorded not in OPTIMIZERS or recorded == "auto":
         return job
     return replace(job, settings=replace(job.settings, optimizer=recorded))
-
-
-def _chosen_optimizer(optimizer: str) -> str:
-    """The optimizer that renders, "auto" made concrete: frames rendered with SciPy's before
-    "auto" was the default resume under it on a CPU, and a GPU's render is not mistaken for them."""
-    from .devices import chosen_optimizer  # TensorFlow, only once a render is planned
-
-    return chosen_optimizer(optimizer)
 
 
 def video_sha256(info: video.VideoInfo) -> str:

@@ -28,10 +28,9 @@ import tensorflow as tf
 
 from . import images, losses
 from .device_optimizer import DeviceOptimizer, Row, loss_settled, one_row
-from .devices import chosen_optimizer
 from .events import Iterate, ignore
 from .precision import vgg_policy
-from .config import VGG_MIN_SIDE, Settings
+from .config import VGG_MIN_SIDE, Settings, chosen_optimizer
 from .vgg import PIXEL_MAX, PIXEL_MIN, feature_extractor, from_caffe, to_caffe
 from .weights import VGGWeights
 

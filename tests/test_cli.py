@@ -167,7 +167,7 @@ def test_the_log_names_the_device_that_renders():
     from pipeline.devices import rendering_device
 
     line = rendering_device()
-    assert rendering_device("auto") == f"{line}; optimizer {'lbfgs' if tf.config.list_physical_devices('GPU') else 'scipy-lbfgs'} (auto)"
+    assert rendering_device("auto") == f"{line}; optimizer lbfgs (auto)"
     assert rendering_device("adam") == f"{line}; optimizer adam"
 
     if tf.config.list_physical_devices("GPU"):

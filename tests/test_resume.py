@@ -293,38 +293,22 @@ def test_manifests_before_the_device_optimizer_read_lbfgs_as_scipys(tmp_path, na
     assert workdir.WorkDir(tmp_path).read_manifest()["identity"]["settings"]["optimizer"] == read_as
 
 
-def test_a_render_begun_with_scipys_optimizer_resumes_under_auto_on_a_cpu(tmp_path, capsys):
-    # "auto" became the default after renders had recorded "scipy-lbfgs": on a CPU it is the same render.
+def test_auto_resumes_with_the_optimizer_the_work_directory_began_with(tmp_path, capsys):
+    """A render begun with SciPy's optimizer (what "auto" chose on a CPU until 2026-12) resumes
+    under "auto" with it, saying so; a named optimizer that differs is still a different render."""
     out, work = tmp_path / "shot.%04d.png", tmp_path / "shot.work"
     args = [str(SAMPLE_CLIP), "--style", str(SAMPLE_STYLE), "-o", str(out), *FAST]
     assert cli.main([*args, "--end", "1", "--optimizer", "scipy-lbfgs"]) == 0, capsys.readouterr().err
     first = (work / "frames" / "000000.png").stat().st_mtime_ns
-    assert cli.main([*args, "--end", "2"]) == 0, capsys.readouterr().err
-    err = capsys.readouterr().err
-    assert "1 already done" in err and "note:" not in err  # nothing to say: its own choice
-    assert (work / "frames" / "000000.png").stat().st_mtime_ns == first
-    assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == "scipy-lbfgs"
-
-
-def test_auto_resumes_with_the_optimizer_the_work_directory_began_with(tmp_path, capsys):
-    """A render begun by the optimizer "auto" would not choose on this machine (the device L-BFGS,
-    as on a GPU, where this is a CPU) resumes under "auto" with that one, saying so; a named
-    optimizer that differs is still a different render."""
-    from pipeline.devices import chosen_optimizer
-
-    ours = chosen_optimizer("auto")
-    began = "scipy-lbfgs" if ours == "lbfgs" else "lbfgs"
-    out, work = tmp_path / "shot.%04d.png", tmp_path / "shot.work"
-    args = [str(SAMPLE_CLIP), "--style", str(SAMPLE_STYLE), "-o", str(out), *FAST]
-    assert cli.main([*args, "--end", "1", "--optimizer", began]) == 0, capsys.readouterr().err
     capsys.readouterr()
     assert cli.main([*args, "--end", "2"]) == 0
     err = capsys.readouterr().err
-    assert f"resumes with the optimizer it began with, {began}, not this machine's {ours}" in err
-    assert f"optimizer {began}\n" in err and "1 already done" in err
-    assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == began
-    assert cli.main([*args, "--end", "2", "--optimizer", ours]) == 2
-    assert f"settings.optimizer '{began}' -> '{ours}'" in capsys.readouterr().err
+    assert "resumes with the optimizer it began with, scipy-lbfgs, not auto's lbfgs" in err
+    assert "optimizer scipy-lbfgs\n" in err and "1 already done" in err and "note:" not in err
+    assert (work / "frames" / "000000.png").stat().st_mtime_ns == first
+    assert json.loads((work / "manifest.json").read_text())["identity"]["settings"]["optimizer"] == "scipy-lbfgs"
+    assert cli.main([*args, "--end", "2", "--optimizer", "lbfgs"]) == 2
+    assert "settings.optimizer 'scipy-lbfgs' -> 'lbfgs'" in capsys.readouterr().err
 
 
 def manifest_seen_late(monkeypatch, missed: int) -> list:
@@ -379,14 +363,13 @@ def test_a_file_created_only_where_none_exists_leaves_the_others_file(tmp_path, 
 
 @pytest.mark.parametrize("missed_looks", [0, 2])
 def test_farm_tasks_starting_together_render_with_the_first_ones_optimizer(tmp_path, monkeypatch, capsys, missed_looks):
-    """Two --frames tasks under "auto" on machines of two kinds, both started before a manifest
-    existed: the later follows the first's optimizer instead of being refused, whether the first's
-    manifest appeared before the later took its hold (0) or between its look and its write (2)."""
+    """Two --frames tasks, both started before a manifest existed, the first with SciPy's optimizer
+    (named, or under "auto" of a release before 2026-12), the later under "auto": the later follows
+    the first's optimizer instead of being refused, whether the first's manifest appeared before
+    the later took its hold (0) or between its look and its write (2)."""
     from pipeline import planning
-    from pipeline.devices import chosen_optimizer
 
-    ours = chosen_optimizer("auto")
-    began = "scipy-lbfgs" if ours == "lbfgs" else "lbfgs"
+    began = "scipy-lbfgs"
     parse = cli.build_parser().parse_args
     first, later = (cli.job_from_args(parse(args_for(tmp_path / "shot.mp4", *extra))) for extra in
                     (["--optimizer", began], []))
