@@ -14,7 +14,7 @@ import ray
 
 from . import chain
 from .events import ProgressCallback, Progressed, Started, ignore
-from .planning import holding
+from .planning import holding, with_recorded_optimizer
 from .render import assemble
 from .chunks import Chunk, plan_chunks
 from .config import Job
@@ -39,6 +39,9 @@ def connect(address: str) -> None:
 def render_on_ray(job: Job, on_progress: ProgressCallback | None = None, restart: bool = False) -> Path:
     connect(job.settings.ray)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    # A render begun with another optimizer under "auto" goes on with it; following it here, not
+    # only under the hold, keeps holding's note for tasks started together from this resume.
+    job = with_recorded_optimizer(job, restart)
     with holding(job, restart) as (job, job_plan):  # the workers write under the driver's lock
         settings = job.settings
         chunks = plan_chunks(job_plan.start, job_plan.end, settings.chunk_size, settings.warmup_frames)

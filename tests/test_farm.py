@@ -1,4 +1,5 @@
 """Chunked rendering: farm-manager frame ranges and the Ray backend on a real local cluster (CPU)."""
+import json
 import os
 from pathlib import Path
 
@@ -73,6 +74,19 @@ def test_three_chunks_on_ray_render_stitch_and_encode_like_a_local_render(ray_cl
     for index in (0, 1, 2):
         ours, theirs = (load_rgb(root / "frames" / f"{index:06d}.png").astype(int) for root in (work, tmp_path / "local.work"))
         assert np.abs(ours - theirs).mean() < 1.0, index
+
+
+def test_a_render_begun_with_scipys_optimizer_goes_on_with_it_on_ray(ray_cluster, tmp_path, capsys):
+    """Under "auto" a Ray render resumes with the optimizer the work directory began with, as a
+    local one does, and without the note meant for tasks started together."""
+    output = tmp_path / "shot.mp4"
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 3, *TINY, *CHUNKS, "--optimizer", "scipy-lbfgs") == 0
+    capsys.readouterr()
+    assert run(SAMPLE_CLIP, "--style", SAMPLE_STYLE, "-o", output, "--end", 6, *TINY, *CHUNKS, "--ray") == 0
+    assert "note:" not in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "shot.work" / "manifest.json").read_text())
+    assert manifest["identity"]["settings"]["optimizer"] == "scipy-lbfgs"
+    assert frames_of(tmp_path / "shot.work") == list(range(6))
 
 
 def test_a_worker_that_dies_is_retried(ray_cluster, tmp_path):
