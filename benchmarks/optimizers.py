@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -82,10 +83,8 @@ def reference_chain(job: Job, sources: list[np.ndarray]) -> tuple[list[Problem],
 
     def recording(content, start, budget, guide=None, on_iterate=None):
         problems.append(Problem(content, start, budget, guide))
-        with TimedMethod(stylizer, "evaluate") as evaluations, TimedMethod(stylizer, "_set_targets") as targets:
-            result = pose(content, start, budget, guide, on_iterate)
-        solutions.append(Solved(result, evaluations.seconds, targets.seconds))
-        return result
+        solutions.append(timed_on_host(stylizer, pose, content, start, budget, guide, on_iterate))
+        return solutions[-1].result
 
     stylizer.stylize = recording  # the chain (and stylize_cold) call it through the instance
     history: list[chain.Previous] = []
@@ -106,8 +105,13 @@ def solve_nudged(stylizer: Stylizer, problem: Problem, amplitude: float, seed: i
     """SciPy on one frame from a start moved by uniform noise of at most `amplitude` grey levels."""
     noise = np.random.default_rng(seed).uniform(-amplitude, amplitude, problem.start.shape)
     start = np.clip(problem.start.astype(np.float64) + noise, 0, 255).astype(np.float32)
+    return timed_on_host(stylizer, stylizer.stylize, problem.content, start, problem.budget, problem.guide)
+
+
+def timed_on_host(stylizer: Stylizer, stylize: Callable[..., FrameResult], *args) -> Solved:
+    """SciPy's `stylize(*args)` on one frame, its time in the loss and the targets timed on the host."""
     with TimedMethod(stylizer, "evaluate") as evaluations, TimedMethod(stylizer, "_set_targets") as targets:
-        result = stylizer.stylize(problem.content, start, problem.budget, problem.guide)
+        result = stylize(*args)
     return Solved(result, evaluations.seconds, targets.seconds)
 
 
